@@ -1,0 +1,79 @@
+"""The ops that take more than one tensor or a non-tensor argument, as functions (like torch.nn.functional).
+Each is a thin wrapper: it checks its arguments and calls one Function from tinygrad_ed.ops."""
+from tinygrad_ed.ops import movement, nn
+from tinygrad_ed.tensor import where  # noqa: F401  (where is part of this API)
+
+
+def _check_same_device(name, tensor, other):
+    if other.device != tensor.device:
+        raise RuntimeError(f"{name}: tensors are on different devices, {tensor.device!r} and {other.device!r}")
+
+
+def _check_integer(name, tensor):
+    if tensor.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer token ids, got dtype {tensor.dtype}")
+
+
+def cat(tensors, axis=0):
+    """Concatenate along an existing axis (torch.cat)."""
+    return movement.Cat.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Stack same-shaped tensors along a new axis (torch.stack)."""
+    return movement.Stack.apply(*tensors, axis=axis)
+
+
+def cross_entropy(logits, targets, ignore_index=None):
+    """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
+    logits (..., V) float, targets (...) integer ids in [0, V)."""
+    _check_same_device("cross_entropy", logits, targets)
+    _check_integer("cross_entropy targets", targets)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets shape {targets.shape} must equal logits shape without its last "
+                         f"axis, {logits.shape[:-1]}")
+    return nn.CrossEntropy.apply(logits, targets=targets.data, ignore_index=ignore_index)
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    """Normalise the last axis to mean 0, variance 1, then scale by weight and shift by bias."""
+    if bias is not None and weight is None:
+        raise ValueError("layer_norm: a bias needs a weight (pass ones as the weight)")
+    params = [tensor for tensor in (weight, bias) if tensor is not None]
+    for tensor in params:
+        if tensor.shape != x.shape[-1:]:
+            raise ValueError(f"layer_norm: weight/bias shape {tensor.shape} must be ({x.shape[-1]},), the last "
+                             f"axis of x {x.shape}")
+    return nn.LayerNorm.apply(x, *params, eps=eps)
+
+
+def embedding(weight, idx):
+    """Rows of `weight` (V, C) picked by the integer ids `idx` (...): output (..., C)."""
+    _check_same_device("embedding", weight, idx)
+    _check_integer("embedding", idx)
+    return nn.Embedding.apply(weight, idx=idx.data)
+
+
+def _default_generator(tensor, generator):
+    return generator if generator is not None else tensor.xp.random.default_rng()
+
+
+def dropout(x, p, training=True, generator=None):
+    """Zero elements with probability p during training (scaled by 1/(1-p)); the identity otherwise.
+    `generator`: a numpy (or cupy) random Generator, so runs are reproducible."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    return nn.Dropout.apply(x, p=p, generator=_default_generator(x, generator))
+
+
+def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, generator=None):
+    """softmax(q kᵀ / √D, causal mask) v for q, k, v of shape (B, H, T, D), with optional dropout on the weights."""
+    if not (q.shape == k.shape == v.shape) or q.ndim != 4:
+        raise ValueError(f"scaled_dot_product_attention: q, k, v must share one (B, H, T, D) shape, got "
+                         f"{q.shape}, {k.shape}, {v.shape}")
+    generator = _default_generator(q, generator) if dropout_p > 0 else None
+    return nn.Attention.apply(q, k, v, causal=causal, dropout_p=dropout_p, generator=generator)
+
+
