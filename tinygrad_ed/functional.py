@@ -24,6 +24,11 @@ def stack(tensors, axis=0):
     return movement.Stack.apply(*tensors, axis=axis)
 
 
+def linear(x, weight, bias=None):
+    """x Wᵀ + b, with weight (out, in) and bias (out,)."""
+    return nn.Linear.apply(x, weight, *([bias] if bias is not None else []))
+
+
 def cross_entropy(logits, targets, ignore_index=None):
     """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
     logits (..., V) float, targets (...) integer ids in [0, V)."""

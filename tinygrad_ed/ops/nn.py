@@ -8,6 +8,33 @@ import math
 from tinygrad_ed.tensor import Function
 
 
+class Linear(Function):
+    """y = x Wᵀ + b with W of shape (out, in), as torch.nn.Linear and nanoGPT's checkpoints store it.
+    One GEMM forward and two backward, on x flattened to (N, in) rows:
+      ∂loss/∂x = g W      (N, out) @ (out, in)
+      ∂loss/∂W = gᵀ x     (out, N) @ (N, in)
+      ∂loss/∂b = Σ_rows g
+    """
+
+    def forward(self, x, weight, bias=None):
+        if x.shape[-1] != weight.shape[1]:
+            raise ValueError(f"linear: input shape {x.shape} does not fit weight shape {weight.shape} "
+                             f"(needs x[..., {weight.shape[1]}])")
+        self.x, self.weight = x, weight
+        out = self.xp.matmul(x, weight.T)
+        if bias is not None:
+            out += bias
+        return out
+
+    def backward(self, grad):
+        xp, x, weight = self.xp, self.x, self.weight
+        rows = grad.reshape(-1, grad.shape[-1])                              # (N, out)
+        grad_x = xp.matmul(grad, weight) if self.needs_grad(0) else None
+        grad_weight = xp.matmul(rows.T, x.reshape(-1, x.shape[-1])) if self.needs_grad(1) else None
+        grad_bias = _column_sum(xp, rows) if len(self.inputs) > 2 and self.needs_grad(2) else None
+        return (grad_x, grad_weight, grad_bias)[:len(self.inputs)]
+
+
 class CrossEntropy(Function):
     """Mean over positions of -log softmax(logits)[target] (the chapter's loss = -log P(correct answer)).
 
