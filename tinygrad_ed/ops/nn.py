@@ -21,15 +21,16 @@ class Linear(Function):
             raise ValueError(f"linear: input shape {x.shape} does not fit weight shape {weight.shape} "
                              f"(needs x[..., {weight.shape[1]}])")
         self.x, self.weight = x, weight
-        out = self.xp.matmul(x, weight.T)
+        rows = x.reshape(-1, x.shape[-1])                                    # (N, in): one 2-D GEMM, BLAS's fast path
+        out = self.xp.matmul(rows, weight.T)                                 # (N, out)
         if bias is not None:
             out += bias
-        return out
+        return out.reshape(*x.shape[:-1], weight.shape[0])
 
     def backward(self, grad):
         xp, x, weight = self.xp, self.x, self.weight
         rows = grad.reshape(-1, grad.shape[-1])                              # (N, out)
-        grad_x = xp.matmul(grad, weight) if self.needs_grad(0) else None
+        grad_x = xp.matmul(rows, weight).reshape(x.shape) if self.needs_grad(0) else None
         grad_weight = xp.matmul(rows.T, x.reshape(-1, x.shape[-1])) if self.needs_grad(1) else None
         grad_bias = _column_sum(xp, rows) if len(self.inputs) > 2 and self.needs_grad(2) else None
         return (grad_x, grad_weight, grad_bias)[:len(self.inputs)]
