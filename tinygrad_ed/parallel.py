@@ -1,0 +1,119 @@
+"""Data parallelism over threads: use every CPU core for one training step.
+
+The idea is the one multi-GPU training uses (PyTorch's DistributedDataParallel), on the cores of one machine:
+  1. split the batch into shards, one per worker;
+  2. each worker runs forward and backward on its shard with a replica of the model whose parameters share
+     the same arrays (no copies), so each replica gets its own gradient;
+  3. the full-batch gradient is the shard gradients weighted by shard size and summed — because the loss is a
+     mean over the batch:  ∂mean(L)/∂w = Σ_s (n_s / n) · ∂mean(L_s)/∂w.
+Python threads can run at the same time here because numpy releases the GIL inside its array operations and
+BLAS calls, which is where a training step spends its time.
+
+    model = GPT(config)
+    parallel = DataParallel(model, workers=2)
+    logits, loss = parallel(X, Y)    # forward on both cores
+    loss.backward()                  # backward on both cores; gradients land in model's parameters
+"""
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from tinygrad_ed.blas import set_blas_threads
+from tinygrad_ed.functional import cat
+from tinygrad_ed.nn import Module
+from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled
+
+
+def replicate(module):
+    """A copy of `module` whose parameters are new Tensors sharing the original arrays: updates to the original
+    (the optimizer works in place) are seen by the replica, while each keeps its own `.grad`. Tied weights stay
+    tied. Everything else (configs, generators) is shared."""
+    replicas = {}  # id(original tensor) -> replica tensor, so a tied weight maps to one replica
+
+    def copy_module(original):
+        clone = copy.copy(original)
+        for name, value in vars(original).items():
+            if isinstance(value, Tensor) and value.requires_grad:
+                if id(value) not in replicas:
+                    replicas[id(value)] = Tensor(value.data, device=value.device, requires_grad=True)
+                setattr(clone, name, replicas[id(value)])
+            elif isinstance(value, Module):
+                setattr(clone, name, copy_module(value))
+            elif isinstance(value, list) and any(isinstance(item, Module) for item in value):
+                setattr(clone, name, [copy_module(item) for item in value])
+        return clone
+
+    return copy_module(module)
+
+
+class _ShardedLoss(Function):
+    """The batch loss Σ_s (n_s/n)·loss_s as one graph node whose inputs are the model's parameters.
+    Its backward runs the shards' backward passes in parallel and sums each parameter's shard gradients."""
+
+    def forward(self, *parameters, shard_losses, weights, replica_parameters, pool):
+        self.shard_losses, self.weights, self.replica_parameters, self.pool = \
+            shard_losses, weights, replica_parameters, pool
+        return sum(weight * loss.data for weight, loss in zip(weights, shard_losses))
+
+    def backward(self, grad):
+        def shard_backward(shard):
+            self.shard_losses[shard].backward(grad * self.weights[shard])    # chain rule through the weighting
+        list(self.pool.map(shard_backward, range(len(self.shard_losses))))
+        grads = []
+        for index in range(len(self.inputs)):                              # Σ over shards, per parameter
+            total = None
+            for replica in self.replica_parameters:
+                shard_grad, replica[index].grad = replica[index].grad, None
+                if shard_grad is not None:
+                    total = shard_grad if total is None else total + shard_grad
+            grads.append(total)
+        return tuple(grads)
+
+
+class DataParallel(Module):
+    """Wrap a model whose forward(inputs, targets) returns (output, mean loss); split the batch (axis 0) across
+    `workers` threads. `workers` defaults to the number of CPU cores."""
+
+    def __init__(self, model, workers=None):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.module = model
+        self.replicas = [replicate(model) for _ in range(self.workers)]
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="data-parallel")
+        if self.workers > 1:
+            set_blas_threads(1)  # each worker is a core already: BLAS threads on top would oversubscribe them
+
+    def forward(self, inputs, targets=None):
+        n = inputs.shape[0]
+        shards = [(start * n // self.workers, (start + 1) * n // self.workers) for start in range(self.workers)]
+        shards = [(low, high) for low, high in shards if high > low]
+
+        def shard_forward(shard):
+            (low, high), replica = shards[shard], self.replicas[shard]
+            replica.training = self.module.training
+            for module in replica.modules():
+                module.training = self.module.training
+            return replica(inputs[low:high], targets[low:high] if targets is not None else None)
+
+        results = list(self._pool.map(shard_forward, range(len(shards))))
+        outputs = cat([output.detach() for output, _ in results], axis=0)
+        if targets is None:
+            return outputs, None
+        losses = [loss for _, loss in results]
+        weights = [(high - low) / n for low, high in shards]
+        parameters = self.module.parameters()
+        if not is_grad_enabled():
+            return outputs, Tensor(sum(w * loss.data for w, loss in zip(weights, losses)), device=inputs.device)
+        replica_parameters = [replica.parameters() for replica in self.replicas[:len(shards)]]
+        loss = _ShardedLoss.apply(*parameters, shard_losses=losses, weights=weights,
+                                  replica_parameters=replica_parameters, pool=self._pool)
+        return outputs, loss
+
+    # the wrapped model's parameters are the ones that train and get saved
+    def named_parameters(self):
+        return self.module.named_parameters()
+
+    def state_dict(self):
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict):
+        return self.module.load_state_dict(state_dict)
