@@ -9,9 +9,16 @@ def _check_same_device(name, tensor, other):
         raise RuntimeError(f"{name}: tensors are on different devices, {tensor.device!r} and {other.device!r}")
 
 
-def _check_integer(name, tensor):
-    if tensor.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integer token ids, got dtype {tensor.dtype}")
+def _check_ids(name, ids, count, ignore_index=None):
+    """Integer ids in [0, count): numpy would silently wrap a negative id, and cupy does not check at all."""
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer ids, got dtype {ids.dtype}")
+    if ids.size == 0:
+        return
+    values = ids.data if ignore_index is None else ids.data[ids.data != ignore_index]
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= count):
+        bad = int(values.min()) if int(values.min()) < 0 else int(values.max())
+        raise ValueError(f"{name}: id {bad} is outside [0, {count})")
 
 
 def cat(tensors, axis=0):
@@ -33,10 +40,10 @@ def cross_entropy(logits, targets, ignore_index=None):
     """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
     logits (..., V) float, targets (...) integer ids in [0, V)."""
     _check_same_device("cross_entropy", logits, targets)
-    _check_integer("cross_entropy targets", targets)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: targets shape {targets.shape} must equal logits shape without its last "
                          f"axis, {logits.shape[:-1]}")
+    _check_ids("cross_entropy targets", targets, logits.shape[-1], ignore_index)
     return nn.CrossEntropy.apply(logits, targets=targets.data, ignore_index=ignore_index)
 
 
@@ -55,7 +62,7 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
 def embedding(weight, idx):
     """Rows of `weight` (V, C) picked by the integer ids `idx` (...): output (..., C)."""
     _check_same_device("embedding", weight, idx)
-    _check_integer("embedding", idx)
+    _check_ids("embedding", idx, weight.shape[0])
     return nn.Embedding.apply(weight, idx=idx.data)
 
 

@@ -74,12 +74,12 @@ class Module:
         unexpected = [name for name in state_dict if name not in parameters]
         if missing or unexpected:
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, parameter in parameters.items():  # check every shape before changing anything
+            if tuple(state_dict[name].shape) != parameter.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(state_dict[name].shape)} in the state "
+                                 f"dict but {parameter.shape} in the model")
         for name, parameter in parameters.items():
-            value = np.asarray(state_dict[name]) if not hasattr(state_dict[name], "device") else state_dict[name]
-            if tuple(value.shape) != parameter.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {tuple(value.shape)} in the state dict but "
-                                 f"{parameter.shape} in the model")
-            parameter.data[...] = to_device(value, parameter.device).astype(parameter.dtype)
+            parameter.data[...] = to_device(state_dict[name], parameter.device).astype(parameter.dtype)
 
 
 def _normal(generator, shape, std, device, dtype):

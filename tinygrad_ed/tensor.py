@@ -72,7 +72,7 @@ class Function:
         ctx = cls(array_module(device), inputs)
         output = ctx.forward(*(tensor.data for tensor in inputs), **options)
         requires_grad = _grad_enabled and any(tensor.requires_grad for tensor in inputs)
-        return Tensor(output, device=device, requires_grad=requires_grad, _ctx=ctx if requires_grad else None)
+        return Tensor(output, device=device_of(output), requires_grad=requires_grad, _ctx=ctx if requires_grad else None)
 
 
 def unbroadcast(grad, shape):
@@ -226,10 +226,11 @@ class Tensor:
 
     # ---- operators, each one Function from tinygrad_ed.ops ----
     def _lift(self, other):
-        """A Python number or array as a tensor with this tensor's device and dtype (keeps float32 float32)."""
+        """A Python number or array as a tensor on this tensor's device; a float tensor lends its dtype, so
+        float32 math stays float32 (x * 0.5 must not become float64)."""
         if isinstance(other, Tensor):
             return other
-        return Tensor(self.xp.asarray(other, dtype=self.dtype), device=self.device)
+        return Tensor(self.xp.asarray(other, dtype=self.dtype if self.dtype.kind == "f" else None), device=self.device)
 
     def __add__(self, other): return elementwise.Add.apply(self, self._lift(other))
     def __radd__(self, other): return elementwise.Add.apply(self._lift(other), self)

@@ -102,7 +102,7 @@ class Tanh(Function):
 class Relu(Function):
     def forward(self, a):
         self.positive = a > 0
-        return a * self.positive
+        return self.xp.maximum(a, a.dtype.type(0))
 
     def backward(self, grad):  # d/da max(a, 0) = 1 where a > 0, else 0
         return grad * self.positive

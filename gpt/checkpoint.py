@@ -1,0 +1,199 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped (chapter step 2.6: "save checkpoint").
+
+A checkpoint is one numpy .npz file, and nothing in it is pickled (it loads with allow_pickle=False, so opening a
+checkpoint from elsewhere cannot run code):
+  "model/<parameter name>"        the weights, e.g. "model/transformer.wte.weight"
+  "optimizer/state/<i>/<name>"    AdamW's per-parameter arrays ("m", "v") for parameter number i
+  "metadata"                      one JSON string: configs, vocabulary, iteration, best val loss, the optimizer's
+                                  hyperparameters and step counts, the loss scaler, the random generators' states
+
+It is written atomically: to a temporary file in the same directory, flushed to disk, then renamed over the old
+checkpoint in one step (os.replace). A crash at any moment leaves either the old checkpoint or the new one, whole.
+"""
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass, fields, is_dataclass
+
+import numpy as np
+
+from gpt.data import CharTokenizer
+from gpt.model import GPTConfig
+
+FORMAT = "tinygrad_ed checkpoint"
+VERSION = 1
+METADATA_KEYS = ("format", "version", "iter_num", "best_val_loss", "train_config", "model_config", "tokenizer",
+                 "generators", "optimizer", "scaler")
+# GPTConfig fields that may change when a run resumes: dropout only acts during training (nanoGPT allows it too)
+RESUMABLE_CHANGES = ("dropout",)
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, unreadable, incomplete, or does not fit the model it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """What load_checkpoint returns: plain numpy arrays and Python values, not yet loaded into anything."""
+    path: str
+    iter_num: int              # iterations done: a resumed run continues with this iteration
+    best_val_loss: float
+    model_state: dict          # parameter name -> numpy array, for model.load_state_dict
+    optimizer_state: dict      # {"param_groups": [...], "state": {i: {"step", "m", "v"}}}, as optimizer.state_dict()
+    scaler_state: dict         # for GradScaler.load_state_dict; {} when the run did not scale its loss
+    train_config: dict         # the TrainConfig of the run that saved it, as a dict
+    model_config: GPTConfig
+    tokenizer: CharTokenizer
+    generators: dict           # name -> numpy bit_generator.state (None for a generator that cannot be saved)
+
+
+def save_checkpoint(path, model, optimizer, scaler, iter_num, best_val_loss, train_config, model_config, tokenizer,
+                    generators):
+    """Write a checkpoint to `path` atomically (see the module docstring); returns `path`."""
+    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    step_counts = {}  # the per-parameter numbers ("step") go to the metadata, the arrays to their own entries
+    for index, entries in optimizer_state["state"].items():
+        step_counts[str(index)] = {}
+        for name, value in entries.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer/state/{index}/{name}"] = value
+            else:
+                step_counts[str(index)][name] = value
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "iter_num": int(iter_num),
+        "best_val_loss": float(best_val_loss),
+        "train_config": asdict(train_config) if is_dataclass(train_config) else dict(train_config),
+        "model_config": asdict(model_config),
+        "tokenizer": tokenizer.to_dict(),
+        "generators": generators,
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "state": step_counts},
+        "scaler": scaler.state_dict(),
+    }
+    arrays["metadata"] = np.array(json.dumps(metadata))  # a 0-d string array: no pickle needed
+    _write_atomically(path, arrays)
+    return path
+
+
+def _write_atomically(path, arrays):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # the temporary file lives next to the target: os.replace is only atomic within one file system
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())  # the bytes are on disk before the new name points at them
+        os.replace(temporary, path)
+    except BaseException:  # an error or Ctrl-C mid-write: the old checkpoint is still in place, drop the partial one
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable (POSIX); systems that cannot open a directory skip this."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+# what reading a damaged .npz can raise: a truncated zip, a bad CRC, a short array, JSON that does not parse...
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
+
+
+def load_checkpoint(path, model_config=None):
+    """Read the checkpoint at `path`. With `model_config`, also check the checkpoint was saved from a model of
+    that shape (only dropout may differ). Any problem raises CheckpointError naming the path and the problem."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint file at {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise CheckpointError(f"{path!r} holds a single array, not a checkpoint archive")
+            arrays = {key: npz[key] for key in npz.files}  # read everything now, so damage shows up here
+        if "metadata" not in arrays:
+            raise CheckpointError(f"{path!r} has no 'metadata' entry: it is not a checkpoint written by "
+                                  f"save_checkpoint")
+        metadata = json.loads(str(arrays.pop("metadata")))
+        return _parse(path, metadata, arrays, model_config)
+    except CheckpointError:
+        raise
+    except _READ_ERRORS as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r} (truncated or corrupt?): "
+                              f"{type(error).__name__}: {error}") from error
+
+
+def _parse(path, metadata, arrays, model_config):
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a {FORMAT!r} file")
+    missing = [key for key in METADATA_KEYS if key not in metadata]
+    if missing:
+        raise CheckpointError(f"checkpoint {path!r} lacks the metadata entries {missing}")
+    if metadata["version"] != VERSION:
+        raise CheckpointError(f"checkpoint {path!r} has format version {metadata['version']}, this code reads "
+                              f"version {VERSION}")
+
+    saved_config = GPTConfig(**metadata["model_config"])
+    if model_config is not None:
+        check_model_config(path, saved_config, model_config)
+
+    model_state = {}
+    optimizer_arrays = {}
+    for key, value in arrays.items():
+        kind, _, rest = key.partition("/")
+        if kind == "model":
+            model_state[rest] = value
+        elif kind == "optimizer" and rest.startswith("state/"):
+            index, name = rest[len("state/"):].split("/")
+            optimizer_arrays.setdefault(index, {})[name] = value
+        else:
+            raise CheckpointError(f"checkpoint {path!r} has an unexpected entry {key!r}")
+    if not model_state:
+        raise CheckpointError(f"checkpoint {path!r} has no model weights")
+    step_counts = metadata["optimizer"]["state"]
+    if set(step_counts) != set(optimizer_arrays):
+        raise CheckpointError(f"checkpoint {path!r} has optimizer numbers for parameters {sorted(step_counts)} "
+                              f"but arrays for {sorted(optimizer_arrays)}")
+    optimizer_state = {"param_groups": metadata["optimizer"]["param_groups"],
+                       "state": {int(index): {**step_counts[index], **optimizer_arrays[index]}
+                                 for index in step_counts}}
+    return Checkpoint(path=path, iter_num=int(metadata["iter_num"]), best_val_loss=float(metadata["best_val_loss"]),
+                      model_state=model_state, optimizer_state=optimizer_state, scaler_state=metadata["scaler"],
+                      train_config=metadata["train_config"], model_config=saved_config,
+                      tokenizer=CharTokenizer.from_dict(metadata["tokenizer"]), generators=metadata["generators"])
+
+
+def check_model_config(path, saved, requested):
+    """CheckpointError naming every field where the saved model's shape differs from the requested one."""
+    names = [field.name for field in fields(GPTConfig) if field.name not in RESUMABLE_CHANGES]
+    differences = [f"{name}: checkpoint {getattr(saved, name)!r}, requested {getattr(requested, name)!r}"
+                   for name in names if getattr(saved, name) != getattr(requested, name)]
+    if differences:
+        raise CheckpointError(f"checkpoint {path!r} was saved from a different model ({'; '.join(differences)}); "
+                              f"use the settings it was trained with, or another out_dir")
+
+
+def restore(checkpoint, model, optimizer=None, scaler=None):
+    """Load the checkpoint's weights into `model` and, when given, its state into `optimizer` and `scaler`.
+    A missing, unexpected or mis-shaped entry raises CheckpointError."""
+    try:
+        model.load_state_dict(checkpoint.model_state)
+        if optimizer is not None:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+        # a run saved without loss scaling ({}) resumed with it starts from a fresh scale
+        if scaler is not None and checkpoint.scaler_state:
+            scaler.load_state_dict(checkpoint.scaler_state)
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint.path!r} does not fit: {error}") from error

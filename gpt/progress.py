@@ -1,0 +1,152 @@
+"""Watching a long training run: a one-line progress bar, and the loss curve as text (chapter part 4's plot).
+
+ProgressBar   iter/total, the last logged loss, time elapsed and an ETA, on one line that redraws itself (\r) in a
+              terminal; where stderr is a file or a pipe (CI logs), a plain line every `plain_every_s` seconds
+text_plot     train and val loss against the iteration, drawn with characters, for any terminal
+save_png      the same plot as a PNG, only where matplotlib is installed (it is never required)
+"""
+import math
+import sys
+import time
+
+
+def format_duration(seconds):
+    """12s, 3m05s, 1h02m03s: short enough for a progress line."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{seconds:02d}s"
+    if minutes:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{seconds}s"
+
+
+class ProgressBar:
+    """`[#####.....] 250/2000 loss 2.0321 elapsed 1m12s eta 8m24s` on stderr.
+
+    start  the iteration this session begins at (a resumed run starts past 0; the ETA uses this session's pace)
+    total  the iteration the run ends at (max_iters)
+    """
+
+    def __init__(self, total, start=0, stream=None, width=24, plain_every_s=30.0):
+        self.total, self.start, self.width = total, start, width
+        self.stream = stream if stream is not None else sys.stderr
+        # a terminal can redraw a line in place; a log file would collect every redraw, so it gets a line now and then
+        self.redraw = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.plain_every_s = plain_every_s
+        self.started_at = time.time()
+        self.last_shown_at = self.started_at  # the first line waits one interval: an ETA needs some history
+        self.line = ""
+
+    def update(self, iter_num, loss=None):
+        """Show that `iter_num` iterations are done; `loss` is the last loss read back (None before the first log)."""
+        now = time.time()
+        finished = iter_num >= self.total
+        # redraw at most 10 times a second (writing is not free), plain lines every plain_every_s; always the last
+        interval = 0.1 if self.redraw else self.plain_every_s
+        if now - self.last_shown_at < interval and not finished:
+            return
+        self.last_shown_at = now
+        self.line = self.describe(iter_num, loss, now - self.started_at)
+        if self.redraw:
+            self.stream.write("\r" + self.line)
+        else:
+            self.stream.write(self.line + "\n")
+        self.stream.flush()
+
+    def describe(self, iter_num, loss, elapsed):
+        done = iter_num - self.start                      # iterations run in this session
+        remaining = self.total - iter_num
+        eta = elapsed / done * remaining if done > 0 else math.nan
+        fraction = iter_num / self.total if self.total > 0 else 1.0
+        filled = int(round(fraction * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        loss_text = f" loss {loss:.4f}" if loss is not None else ""
+        return (f"[{bar}] {iter_num}/{self.total}{loss_text} elapsed {format_duration(elapsed)} "
+                f"eta {format_duration(eta)}")
+
+    def clear(self):
+        """Blank the bar's line, so a log line printed next starts at column 0 (the next update() redraws it)."""
+        if self.redraw and self.line:
+            self.stream.write("\r" + " " * len(self.line) + "\r")
+            self.stream.flush()
+            self.line = ""
+
+    def close(self):
+        """End the bar's line (a terminal keeps the final bar on screen)."""
+        if self.redraw and self.line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.line = ""
+
+
+MARKERS = ".*o+x"  # one per series, in order: later series are drawn over earlier ones
+
+
+def text_plot(series, width=60, height=15, title="loss"):
+    """Plot `series` {name: (xs, ys)} on a shared grid of characters; returns the plot as a string.
+
+    Points that are not finite (a diverged loss) are left out. The y axis is labelled at its top, middle and
+    bottom, the x axis at both ends, and a legend names each series' marker.
+    """
+    if width < 10 or height < 3:
+        raise ValueError(f"text_plot needs width >= 10 and height >= 3, got width={width}, height={height}")
+    if len(series) > len(MARKERS):
+        raise ValueError(f"text_plot draws at most {len(MARKERS)} series, got {len(series)}")
+    points = {}
+    for name, (xs, ys) in series.items():
+        if len(xs) != len(ys):
+            raise ValueError(f"series {name!r} has {len(xs)} x values and {len(ys)} y values")
+        points[name] = [(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+    everything = [point for pairs in points.values() for point in pairs]
+    if not everything:
+        return f"{title}: nothing to plot yet"
+    x_low, x_high = min(x for x, _ in everything), max(x for x, _ in everything)
+    y_low, y_high = min(y for _, y in everything), max(y for _, y in everything)
+    if y_high == y_low:  # a flat line still needs a y range: centre it
+        y_low, y_high = y_low - 0.5, y_high + 0.5
+    x_span = x_high - x_low or 1.0  # a single x value is drawn in the first column
+    y_span = y_high - y_low
+
+    grid = [[" "] * width for _ in range(height)]
+    for marker, pairs in zip(MARKERS, points.values()):
+        for x, y in pairs:
+            column = round((x - x_low) / x_span * (width - 1))
+            row = round((y_high - y) / y_span * (height - 1))  # row 0 is the top: the highest loss
+            grid[row][column] = marker
+
+    labels = {0: y_high, (height - 1) // 2: y_high - (height - 1) // 2 / (height - 1) * y_span, height - 1: y_low}
+    label_width = max(len(f"{value:.3f}") for value in labels.values())
+    lines = [title]
+    for row, cells in enumerate(grid):
+        label = f"{labels[row]:.3f}" if row in labels else ""
+        lines.append(f"{label:>{label_width}} |" + "".join(cells))
+    lines.append(" " * label_width + " +" + "-" * width)
+    left, right = f"{x_low:g}", f"{x_high:g}"
+    lines.append(" " * (label_width + 2) + left + right.rjust(width - len(left)))
+    lines.append(" " * (label_width + 2) + "   ".join(f"{marker} {name}" for marker, name in zip(MARKERS, points)))
+    return "\n".join(lines)
+
+
+def save_png(series, path, title="loss"):
+    """Save the plot of `series` {name: (xs, ys)} as a PNG at `path`; returns False where matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")  # draw to a file: no window, works without a display
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    for name, (xs, ys) in series.items():
+        axes.plot(xs, ys, label=name, marker="o" if len(xs) < 30 else None)
+    axes.set_xlabel("iteration")
+    axes.set_ylabel(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+    return True

@@ -1,0 +1,217 @@
+"""Checkpoints (gpt/checkpoint.py): a faithful round trip without pickle, an atomic write that survives a crash,
+and a clear CheckpointError for every way a file can be missing, damaged or wrong."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gpt import checkpoint as checkpoint_module
+from gpt.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
+from gpt.data import CharTokenizer
+from gpt.model import GPT, GPTConfig
+from gpt.training import TrainConfig
+from optim import AdamW, GradScaler, weight_decay_groups
+from tinygrad_ed import Tensor
+
+CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+CONFIG = GPTConfig(block_size=8, vocab_size=len(CHARS), n_layer=1, n_head=2, n_embd=16, bias=False)
+
+
+def trained_objects(seed=0, steps=2):
+    """A tiny model and its AdamW after a few steps, so the optimizer has m, v and a step count to save."""
+    model = GPT(CONFIG, seed=seed)
+    optimizer = AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=1e-2)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        ids = rng.integers(0, CONFIG.vocab_size, size=(2, 9))
+        _, loss = model(Tensor(ids[:, :-1]), Tensor(ids[:, 1:]))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model, optimizer
+
+
+def save(path, model, optimizer, scaler=None, iter_num=7, best_val_loss=2.5):
+    generators = {"batch": np.random.default_rng(3).bit_generator.state, "dropout": None}
+    return save_checkpoint(path, model, optimizer, scaler or GradScaler(enabled=False), iter_num, best_val_loss,
+                           TrainConfig(), CONFIG, CharTokenizer(CHARS), generators)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model, optimizer = trained_objects()
+    path = tmp_path / "ckpt.npz"
+    save(path, model, optimizer)
+    return path, model, optimizer
+
+
+def test_round_trip_restores_weights_optimizer_and_metadata(saved):
+    path, model, optimizer = saved
+    checkpoint = load_checkpoint(path, model_config=CONFIG)
+    assert checkpoint.iter_num == 7 and checkpoint.best_val_loss == 2.5
+    assert checkpoint.model_config == CONFIG and checkpoint.tokenizer.chars == CHARS
+    assert checkpoint.train_config["out_dir"] == TrainConfig().out_dir
+    assert checkpoint.generators["batch"] == np.random.default_rng(3).bit_generator.state
+
+    fresh_model, fresh_optimizer = trained_objects(seed=1, steps=1)  # different weights, different state
+    restore(checkpoint, fresh_model, fresh_optimizer)
+    for name, value in model.state_dict().items():
+        assert np.array_equal(fresh_model.state_dict()[name], value), name
+    expected, actual = optimizer.state_dict(), fresh_optimizer.state_dict()
+    assert expected["param_groups"] == actual["param_groups"]
+    assert expected["state"].keys() == actual["state"].keys()
+    for index, state in expected["state"].items():
+        assert actual["state"][index]["step"] == state["step"] == 2
+        for name in ("m", "v"):
+            assert np.array_equal(actual["state"][index][name], state[name])
+
+
+def test_the_file_is_plain_numpy_without_pickle(saved):
+    path, model, _ = saved
+    with np.load(path, allow_pickle=False) as npz:
+        assert "model/transformer.wte.weight" in npz.files
+        assert "optimizer/state/0/m" in npz.files and "optimizer/state/0/v" in npz.files
+        assert all(npz[key].dtype != object for key in npz.files)
+        metadata = json.loads(str(npz["metadata"]))
+    assert metadata["format"] == "tinygrad_ed checkpoint" and metadata["iter_num"] == 7
+    assert metadata["model_config"]["n_embd"] == 16 and metadata["tokenizer"]["chars"] == CHARS
+    assert "lm_head.weight" not in {key.split("/", 1)[1] for key in npz.files if key.startswith("model/")}  # tied
+
+
+def test_scaler_state_round_trips(tmp_path):
+    model, optimizer = trained_objects()
+    scaler = GradScaler(init_scale=1024.0)
+    save(tmp_path / "ckpt.npz", model, optimizer, scaler=scaler)
+    fresh = GradScaler()
+    restore(load_checkpoint(tmp_path / "ckpt.npz"), GPT(CONFIG), scaler=fresh)
+    assert fresh.get_scale() == 1024.0
+
+
+def leftovers(directory):
+    return sorted(name for name in os.listdir(directory) if name != "ckpt.npz")
+
+
+def test_a_crash_while_writing_leaves_the_old_checkpoint(saved, monkeypatch):
+    path, model, optimizer = saved
+    before = path.read_bytes()
+
+    def savez_that_dies_half_way(file, **arrays):
+        file.write(b"PK\x03\x04 half of a zip file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", savez_that_dies_half_way)
+    other_model, other_optimizer = trained_objects(seed=5)
+    with pytest.raises(OSError, match="disk full"):
+        save(path, other_model, other_optimizer, iter_num=99)
+    assert path.read_bytes() == before
+    assert load_checkpoint(path).iter_num == 7
+    assert leftovers(path.parent) == []  # the partial temporary file is gone
+
+
+def test_a_failing_rename_leaves_the_old_checkpoint(saved, monkeypatch):
+    path, model, optimizer = saved
+    before = path.read_bytes()
+
+    def replace_that_fails(source, target):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace_that_fails)
+    with pytest.raises(OSError, match="rename failed"):
+        save(path, model, optimizer, iter_num=99)
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_an_interrupt_while_writing_leaves_the_old_checkpoint(saved, monkeypatch):
+    path, model, optimizer = saved
+    before = path.read_bytes()
+
+    def fsync_interrupted(handle):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", fsync_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save(path, model, optimizer, iter_num=99)
+    assert path.read_bytes() == before and leftovers(path.parent) == []
+
+
+def test_saving_creates_the_directory(tmp_path):
+    model, optimizer = trained_objects()
+    path = tmp_path / "new" / "dir" / "ckpt.npz"
+    save(path, model, optimizer)
+    assert load_checkpoint(path).iter_num == 7
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "flipped"])
+def test_a_damaged_file_raises_checkpoint_error(saved, damage):
+    path, _, _ = saved
+    data = path.read_bytes()
+    if damage == "truncated":
+        data = data[:len(data) // 2]
+    elif damage == "garbage":
+        data = np.random.default_rng(0).bytes(len(data))
+    elif damage == "empty":
+        data = b""
+    else:  # one byte changed inside the stored weights: the zip's CRC check catches it
+        middle = len(data) // 3
+        data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match="ckpt.npz"):
+        load_checkpoint(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match=r"no checkpoint file at .*nothing-here\.npz"):
+        load_checkpoint(tmp_path / "nothing-here.npz")
+
+
+def rewrite(path, change):
+    """Rewrite the checkpoint's archive after `change(arrays, metadata)` edits it in place."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    metadata = json.loads(str(arrays.pop("metadata")))
+    change(arrays, metadata)
+    np.savez(path, metadata=np.array(json.dumps(metadata)), **arrays)
+
+
+def test_a_missing_weight_raises_checkpoint_error_on_restore(saved):
+    path, _, _ = saved
+    rewrite(path, lambda arrays, metadata: arrays.pop("model/transformer.h.0.mlp.c_fc.weight"))
+    with pytest.raises(CheckpointError, match="transformer.h.0.mlp.c_fc.weight"):
+        restore(load_checkpoint(path), GPT(CONFIG))
+
+
+def test_a_missing_metadata_entry_raises_checkpoint_error(saved):
+    path, _, _ = saved
+    rewrite(path, lambda arrays, metadata: metadata.pop("tokenizer"))
+    with pytest.raises(CheckpointError, match=r"lacks the metadata entries \['tokenizer'\]"):
+        load_checkpoint(path)
+
+
+def test_missing_optimizer_arrays_raise_checkpoint_error(saved):
+    path, _, _ = saved
+    rewrite(path, lambda arrays, metadata: arrays.pop("optimizer/state/0/v"))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        model, optimizer = trained_objects()
+        restore(load_checkpoint(path), model, optimizer)
+
+
+def test_an_archive_that_is_not_a_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(CheckpointError, match="no 'metadata' entry"):
+        load_checkpoint(path)
+    np.savez(path, stuff=np.array([{"a": 1}], dtype=object))  # a pickled object array
+    with pytest.raises(CheckpointError, match="ckpt.npz"):
+        load_checkpoint(path)
+
+
+def test_a_different_model_config_is_refused_with_the_differences(saved):
+    path, _, _ = saved
+    requested = GPTConfig(block_size=8, vocab_size=len(CHARS), n_layer=2, n_head=2, n_embd=16, bias=True)
+    with pytest.raises(CheckpointError, match="n_layer: checkpoint 1, requested 2; bias: checkpoint False, "
+                                              "requested True"):
+        load_checkpoint(path, model_config=requested)
+    # dropout only matters while training: a different value is allowed
+    load_checkpoint(path, model_config=GPTConfig(**{**vars(CONFIG), "dropout": 0.2}))

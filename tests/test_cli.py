@@ -1,0 +1,102 @@
+"""The command-line examples, run as a learner runs them: examples/train_char_gpt.py and examples/sample.py."""
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from gpt.training import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN = str(REPO / "examples" / "train_char_gpt.py")
+SAMPLE = str(REPO / "examples" / "sample.py")
+TINY = ["--device", "cpu", "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "2", "--batch-size", "2",
+        "--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--out-dir", "tmp"]
+TINY_UNDERSCORES = ["--device", "cpu", "--max_iters", "4", "--eval_interval", "2", "--eval_iters", "2",
+                    "--batch_size", "2", "--block_size", "16", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
+                    "--out_dir", "tmp"]
+
+
+def run(script, *args, cwd):
+    """Run a script in a fresh Python in `cwd`, finding the packages in this checkout (as pip install -e would)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, script, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("flags", [TINY, TINY_UNDERSCORES], ids=["dashes", "underscores"])
+def test_training_runs_end_to_end_and_prints_a_sample(tmp_path, flags):
+    result = run(TRAIN, *flags, "--sample-tokens", "50", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "max_iters = 4" in out and "n_embd = 16" in out and "out_dir = 'tmp'" in out  # the config
+    assert "number of parameters:" in out
+    assert "step 4: train loss" in out and "final (iteration 4): train loss" in out
+    assert "loss against iteration" in out and ". train (one batch)" in out  # the text plot
+    sample = out.split("sample (50 characters after '\\n'):\n", 1)[1]
+    assert len(sample.rstrip("\n")) >= 40  # the start "\n" and 50 generated characters (some may be newlines)
+    assert (tmp_path / "tmp" / "ckpt.npz").is_file()
+    assert "4/4" in result.stderr  # the progress line
+
+
+def test_sample_generates_from_the_saved_checkpoint(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path).returncode == 0
+    args = ["--checkpoint", "tmp/ckpt.npz", "--start", "ROMEO:", "--num-tokens", "40", "--seed", "3"]
+    first, second = run(SAMPLE, *args, cwd=tmp_path), run(SAMPLE, *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "loaded tmp/ckpt.npz (iteration 4" in first.stdout
+    text = first.stdout.splitlines()[1:]
+    assert "\n".join(text).startswith("ROMEO:")
+    assert first.stdout == second.stdout  # the same seed, the same text
+    third = run(SAMPLE, *args[:-1], "4", cwd=tmp_path)
+    assert third.stdout != first.stdout
+
+
+def test_sample_without_a_checkpoint_says_to_train_first(tmp_path):
+    result = run(SAMPLE, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "no checkpoint at out-shakespeare-char/ckpt.npz" in result.stderr
+    assert "train_char_gpt.py" in result.stderr
+
+
+def test_sample_rejects_characters_outside_the_vocabulary(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path).returncode == 0
+    result = run(SAMPLE, "--checkpoint", "tmp/ckpt.npz", "--start", "héllo", cwd=tmp_path)
+    assert result.returncode != 0 and "'é' at position 1 is not in the vocabulary" in result.stderr
+
+
+def test_resume_continues_with_the_saved_settings(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path).returncode == 0
+    # only --out-dir and --max-iters are given: the tiny model's shape comes from the checkpoint
+    result = run(TRAIN, "--device", "cpu", "--resume", "--out-dir", "tmp", "--max-iters", "6", "--sample-tokens", "0",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "n_embd = 16" in result.stdout and "max_iters = 6" in result.stdout
+    assert "resumed from tmp/ckpt.npz at iteration 4" in result.stdout
+    assert "step 6: train loss" in result.stdout
+
+
+def test_a_second_fresh_run_does_not_overwrite_the_checkpoint(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "tmp" / "ckpt.npz").read_bytes()
+    result = run(TRAIN, *TINY, cwd=tmp_path)
+    assert result.returncode != 0 and "already holds a checkpoint" in result.stderr and "--resume" in result.stderr
+    assert (tmp_path / "tmp" / "ckpt.npz").read_bytes() == before
+
+
+def test_float16_on_the_cpu_is_rejected_clearly(tmp_path):
+    result = run(TRAIN, "--device", "cpu", "--dtype", "float16", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "dtype='float16' needs device='cuda'" in result.stderr
+    assert not (tmp_path / "out-shakespeare-char").exists()
+
+
+def test_every_config_field_has_both_flag_spellings(tmp_path):
+    help_text = run(TRAIN, "--help", cwd=tmp_path).stdout
+    for field in fields(TrainConfig):
+        assert f"--{field.name.replace('_', '-')}" in help_text, field.name
+        assert f"--{field.name}" in help_text, field.name
+        if field.type is bool:
+            assert f"--no-{field.name.replace('_', '-')}" in help_text, field.name
