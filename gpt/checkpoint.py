@@ -86,6 +86,7 @@ def _write_atomically(path, arrays):
     handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(handle, "wb") as file:
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private (0600): give it open()'s usual mode
             np.savez(file, **arrays)
             file.flush()
             os.fsync(file.fileno())  # the bytes are on disk before the new name points at them
@@ -97,15 +98,25 @@ def _write_atomically(path, arrays):
     _fsync_directory(directory)
 
 
+def _umask():
+    mask = os.umask(0)  # the only way to read the umask is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def _fsync_directory(directory):
-    """Make the rename itself durable (POSIX); systems that cannot open a directory skip this."""
+    """Make the rename itself survive a power cut (POSIX). Best effort: the checkpoint is already in place, and
+    systems or file systems that cannot sync a directory skip this rather than fail a finished save."""
     if not hasattr(os, "O_DIRECTORY"):
         return
-    handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
+        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    except OSError:
+        pass
 
 
 # what reading a damaged .npz can raise: a truncated zip, a bad CRC, a short array, JSON that does not parse...

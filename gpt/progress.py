@@ -6,6 +6,7 @@ text_plot     train and val loss against the iteration, drawn with characters, f
 save_png      the same plot as a PNG, only where matplotlib is installed (it is never required)
 """
 import math
+import os
 import sys
 import time
 
@@ -147,6 +148,7 @@ def save_png(series, path, title="loss"):
     axes.set_ylabel(title)
     axes.legend()
     figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path)
     pyplot.close(figure)
     return True

@@ -68,7 +68,7 @@ def test_round_trip_restores_weights_optimizer_and_metadata(saved):
 
 
 def test_the_file_is_plain_numpy_without_pickle(saved):
-    path, model, _ = saved
+    path, _, _ = saved
     with np.load(path, allow_pickle=False) as npz:
         assert "model/transformer.wte.weight" in npz.files
         assert "optimizer/state/0/m" in npz.files and "optimizer/state/0/v" in npz.files

@@ -292,3 +292,16 @@ def test_the_update_ratio_ignores_all_zero_parameters(tmp_path, shakespeare):
     train(tiny(tmp_path, bias=True, max_iters=1), shakespeare, log=lines.append)
     ratio = float(next(line for line in lines if line.startswith("iter 0:")).split("update/param ")[1].split(",")[0])
     assert 1e-4 < ratio < 1e-1
+
+
+def test_gradient_accumulation_averages_like_one_larger_batch(tmp_path, shakespeare):
+    # two micro-batches of 2 draw the same 4 windows as one batch of 4 (the generator continues its stream), so
+    # with the loss divided by the number of micro-steps (step 2.2) the accumulated gradient is the same mean
+    def first_gradient_norm(out_dir, **overrides):
+        lines = []
+        train(tiny(out_dir, max_iters=1, **overrides), shakespeare, log=lines.append)
+        return float(next(line for line in lines if line.startswith("iter 0:")).split("grad norm ")[1].split(",")[0])
+
+    one_batch = first_gradient_norm(tmp_path / "one", batch_size=4)
+    accumulated = first_gradient_norm(tmp_path / "two", batch_size=2, gradient_accumulation_steps=2)
+    assert accumulated == pytest.approx(one_batch, abs=2e-3)  # the log prints 3 decimals

@@ -1,0 +1,70 @@
+"""Generate text from a checkpoint that train_char_gpt.py saved (nanoGPT's sample.py).
+
+    python examples/sample.py                                   # from out-shakespeare-char/ckpt.npz
+    python examples/sample.py --start "ROMEO:" --num-tokens 500 --temperature 0.8 --top-k 200 --seed 7
+
+The model predicts a distribution over the next character; one is drawn, appended, and fed back in, num-tokens
+times. temperature < 1 sharpens the distribution (safer, more repetitive text), > 1 flattens it; top-k keeps only
+the k likeliest characters at each draw.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from gpt.checkpoint import CheckpointError, load_checkpoint, restore
+from gpt.model import GPT
+from gpt.training import CHECKPOINT_NAME, TrainConfig
+from tinygrad_ed import Tensor, cuda_available
+from tinygrad_ed.device import DEVICES
+
+DEFAULT_CHECKPOINT = os.path.join(TrainConfig.out_dir, CHECKPOINT_NAME)  # where train_char_gpt.py saves by default
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="generate text from a trained character GPT",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the ckpt.npz to load")
+    parser.add_argument("--start", default="\n", help="the text to continue")
+    parser.add_argument("--num-tokens", "--num_tokens", type=int, default=500, help="characters to generate")
+    parser.add_argument("--num-samples", "--num_samples", type=int, default=1, help="independent samples")
+    parser.add_argument("--temperature", type=float, default=0.8, help="> 0; lower is more conservative")
+    parser.add_argument("--top-k", "--top_k", type=int, default=200, help="draw from the k likeliest; 0 for all")
+    parser.add_argument("--seed", type=int, default=1337, help="the same seed gives the same text")
+    parser.add_argument("--device", choices=DEVICES, default=None, help="default: cuda if available, else cpu")
+    args = parser.parse_args(argv)
+    if args.num_tokens < 0 or args.num_samples < 1 or args.top_k < 0 or not args.temperature > 0:
+        parser.error("need --num-tokens >= 0, --num-samples >= 1, --top-k >= 0 and --temperature > 0")
+
+    if not os.path.exists(args.checkpoint):
+        sys.exit(f"error: no checkpoint at {args.checkpoint}: train one first with "
+                 f"python examples/train_char_gpt.py (or point --checkpoint at one)")
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+        device = args.device or ("cuda" if cuda_available() else "cpu")
+        model = GPT(checkpoint.model_config, device=device)
+        restore(checkpoint, model)
+    except CheckpointError as error:
+        sys.exit(f"error: {error}")
+    model.eval()  # no dropout while generating
+    tokenizer = checkpoint.tokenizer
+    try:
+        start = tokenizer.encode(args.start)
+    except ValueError as error:
+        parser.error(f"--start: {error}")
+    if len(start) == 0:
+        parser.error("--start needs at least one character for the model to continue")
+
+    print(f"loaded {args.checkpoint} (iteration {checkpoint.iter_num}, best val loss {checkpoint.best_val_loss:.4f})")
+    generator = np.random.default_rng(args.seed)
+    idx = Tensor(start[None, :], device=device)  # (1, T)
+    for _ in range(args.num_samples):
+        out = model.generate(idx, args.num_tokens, temperature=args.temperature, top_k=args.top_k or None,
+                             generator=generator)
+        print(tokenizer.decode(out.numpy()[0]))
+        print("---------------")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Train a character GPT on tiny Shakespeare, the chapter's whole training loop (steps 2.1-2.7) end to end.
+
+    python examples/train_char_gpt.py                     # cuda if available, else the CPU preset (~2000 iters)
+    python examples/train_char_gpt.py --device cpu --max-iters 500 --eval-interval 100
+    python examples/train_char_gpt.py --resume --max-iters 3000   # continue out-shakespeare-char/ckpt.npz
+
+The preset follows the device: nanoGPT's config/train_shakespeare_char.py on cuda, its README's CPU overrides on
+the CPU. Every TrainConfig field is a flag, spelled with dashes or underscores (--max-iters or --max_iters);
+booleans are --flag / --no-flag. With --resume the run continues with the settings saved in the checkpoint, and
+only the flags you pass change them. At the end it prints the losses, a text plot of the loss curve, and a sample.
+"""
+import argparse
+import os
+import sys
+from dataclasses import fields, replace
+from typing import Optional
+
+import numpy as np
+
+from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.data import CharDataset
+from gpt.progress import save_png, text_plot
+from gpt.training import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, cpu_preset, gpu_preset, train
+from tinygrad_ed import Tensor, cuda_available
+from tinygrad_ed.device import DEVICES
+
+CHOICES = {"device": DEVICES, "dtype": ("float32", "float16"), "init_from": ("scratch", "resume")}
+
+
+def optional_float(text):
+    """A number, or "none" for None (peak_flops)."""
+    return None if text.lower() == "none" else float(text)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cpu, gpu = cpu_preset(), gpu_preset()
+    for field in fields(TrainConfig):
+        names = ["--" + field.name.replace("_", "-")]
+        if "_" in field.name:
+            names.append("--" + field.name)  # nanoGPT's spelling, --max_iters, works too
+        # SUPPRESS: a flag not given stays out of the parsed arguments, so the preset (or the checkpoint) decides
+        options = dict(default=argparse.SUPPRESS, dest=field.name,
+                       help=f"cpu preset: {getattr(cpu, field.name)!r}, cuda preset: {getattr(gpu, field.name)!r}")
+        if field.type is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif field.type in (int, float, str):
+            options["type"] = field.type
+        elif field.type == Optional[float]:
+            options["type"] = optional_float
+        else:
+            raise TypeError(f"TrainConfig.{field.name} has type {field.type}, which has no flag parser here")
+        if field.name in CHOICES:
+            options["choices"] = CHOICES[field.name]
+        parser.add_argument(*names, **options)
+    parser.add_argument("--resume", action="store_true", help="continue from out_dir/ckpt.npz (init_from=resume)")
+    parser.add_argument("--sample-tokens", "--sample_tokens", type=int, default=300,
+                        help="characters to generate after training")
+    parser.add_argument("--start", default="\n", help="the text the final sample continues")
+    return parser
+
+
+def make_config(args):
+    """The TrainConfig: a preset (or the resumed checkpoint's settings) with the flags given on top."""
+    cli_only = ("resume", "sample_tokens", "start")
+    overrides = {name: value for name, value in vars(args).items() if name not in cli_only}
+    device = overrides.pop("device", None) or ("cuda" if cuda_available() else "cpu")
+    if args.resume:
+        overrides["init_from"] = "resume"
+    if overrides.get("init_from") == "resume":
+        # continue with the settings the run was saved with; the device is this machine's, not the checkpoint's
+        path = os.path.join(overrides.get("out_dir", TrainConfig.out_dir), CHECKPOINT_NAME)
+        saved = load_checkpoint(path).train_config
+        known = {field.name for field in fields(TrainConfig)}
+        base = {name: value for name, value in saved.items() if name in known and name != "device"}
+        return TrainConfig(**{**base, "device": device, **overrides})
+    return replace(cpu_preset() if device == "cpu" else gpu_preset(), **{"device": device, **overrides})
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.sample_tokens < 0:
+        parser.error(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+    try:
+        config = make_config(args)
+    except ValueError as error:  # a setting out of range, e.g. --dtype float16 on the CPU
+        parser.error(str(error))
+    except CheckpointError as error:
+        sys.exit(f"error: {error}")
+
+    # the sample's start text is checked now, not after the whole run
+    dataset = CharDataset()
+    try:
+        start = dataset.tokenizer.encode(args.start)
+    except ValueError as error:
+        parser.error(f"--start: {error}")
+    if args.sample_tokens and len(start) == 0:
+        parser.error("--start needs at least one character for the model to continue")
+
+    print("config:")
+    for field in fields(config):
+        print(f"  {field.name} = {getattr(config, field.name)!r}")
+    try:
+        result = train(config, dataset, progress=True)
+    except (CheckpointError, TrainingDiverged, FileExistsError) as error:
+        sys.exit(f"error: {error}")
+
+    # the losses, the time, and the loss curve (chapter part 4)
+    if result.evals:
+        iteration, train_loss, val_loss = result.evals[-1]
+        print(f"final (iteration {iteration}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+              f"best val loss {result.best_val_loss:.4f}")
+    print(f"time: {result.elapsed_s:.2f} s in all, {result.ms_per_iter:.1f} ms per training iteration")
+    series = {"train (one batch)": ([i for i, _ in result.logs], [loss for _, loss in result.logs]),
+              "train": ([i for i, _, _ in result.evals], [loss for _, loss, _ in result.evals]),
+              "val": ([i for i, _, _ in result.evals], [loss for _, _, loss in result.evals])}
+    print(text_plot(series, title="loss against iteration"))
+    png = os.path.join(config.out_dir, "loss.png")
+    if save_png(series, png):
+        print(f"loss plot saved to {png}")
+
+    # a sample from the model as training left it
+    if args.sample_tokens:
+        model, tokenizer = result.model.eval(), result.tokenizer
+        idx = Tensor(start[None, :], device=config.device)  # (1, T)
+        out = model.generate(idx, args.sample_tokens, temperature=0.8, top_k=200,
+                             generator=np.random.default_rng(config.seed))
+        print(f"sample ({args.sample_tokens} characters after {args.start!r}):")
+        print(tokenizer.decode(out.numpy()[0]))
+
+
+if __name__ == "__main__":
+    main()
