@@ -29,6 +29,7 @@ from gpt.model import GPT, GPTConfig
 from gpt.progress import ProgressBar
 from optim import AdamW, GradScaler, clip_grad_norm_, get_lr, global_grad_norm, weight_decay_groups
 from tinygrad_ed import no_grad
+from tinygrad_ed.parallel import DataParallel
 from tinygrad_ed.device import DEVICES
 
 CHECKPOINT_NAME = "ckpt.npz"
@@ -73,6 +74,8 @@ class TrainConfig:
     device: str = "cpu"                    # "cpu" (numpy) or "cuda" (cupy)
     dtype: str = "float32"                 # "float16" runs forward/backward in half precision with loss scaling (cuda)
     seed: int = 1337                       # seeds the weights, the batches and dropout: the same seed, the same run
+    workers: int = 0                       # threads that split each batch (tinygrad_ed/parallel.py); 0 = one per
+                                           # CPU core on the cpu, 1 on cuda (one GPU is one worker)
     peak_flops: Optional[float] = None     # the device's peak FLOP/s, for the MFU in the log; None leaves MFU out.
                                            # e.g. 312e12 (A100 bf16 tensor cores, nanoGPT's reference), 19.5e12
                                            # (A100 plain float32): an assumption you state, not a measurement
@@ -94,6 +97,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_iters < 0:
             raise ValueError(f"max_iters must be >= 0, got {self.max_iters}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per CPU core), got {self.workers}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0.0 turns clipping off), got {self.grad_clip}")
         if self.decay_lr and self.lr_decay_iters <= self.warmup_iters:
@@ -222,6 +227,10 @@ def train(config, dataset=None, log=print, progress=False):
     half_model = GPT(replace(model_config, dtype="float16"), config.device, config.seed) \
         if config.dtype == "float16" else None
     compute_model = half_model if half_model is not None else model
+    # use every CPU core: each worker thread runs forward and backward on a slice of the batch, and their gradients
+    # are summed into the model's, exactly as one big forward and backward would compute them
+    workers = config.workers or (os.cpu_count() or 1 if config.device == "cpu" else 1)
+    runner = DataParallel(compute_model, workers) if workers > 1 else compute_model
     batch_generator = np.random.default_rng(config.seed)  # which windows of text each training batch holds
     iter_num, best_val_loss = 0, math.inf
     if config.init_from == "resume":
@@ -254,7 +263,7 @@ def train(config, dataset=None, log=print, progress=False):
 
         # step 2.6: evaluate every eval_interval iterations and after the last; checkpoint when val loss improves
         if iter_num % config.eval_interval == 0 or iter_num == config.max_iters or config.eval_only:
-            losses = estimate_loss(model, dataset, config)
+            losses = estimate_loss(runner if half_model is None else model, dataset, config)
             say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             evals.append((iter_num, losses["train"], losses["val"]))
             if not (math.isfinite(losses["train"]) and math.isfinite(losses["val"])):
@@ -281,7 +290,7 @@ def train(config, dataset=None, log=print, progress=False):
         for _ in range(config.gradient_accumulation_steps):
             # a) forward (the logits are not needed here). Divide the loss so that the summed gradients are the
             #    mean over the micro-batches, not their sum
-            _, loss = compute_model(X, Y)
+            _, loss = runner(X, Y)
             loss = loss / config.gradient_accumulation_steps
             # b) fetch the next batch now: on a GPU the host prepares it while the device still computes
             batch_state, X, Y = _next_batch(dataset, config, batch_generator)

@@ -19,6 +19,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from tinygrad_ed.blas import set_blas_threads
+from tinygrad_ed.device import array_module
 from tinygrad_ed.functional import cat
 from tinygrad_ed.nn import Module
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled
@@ -44,6 +45,12 @@ def replicate(module):
         return clone
 
     return copy_module(module)
+
+
+def _generator_slots(module):
+    """(module, attribute name) of every random generator in a module tree: where dropout draws its masks."""
+    return [(owner, name) for owner in module.modules() for name, value in vars(owner).items()
+            if hasattr(value, "bit_generator")]
 
 
 class _ShardedLoss(Function):
@@ -78,6 +85,11 @@ class DataParallel(Module):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.module = model
         self.replicas = [replicate(model) for _ in range(self.workers)]
+        # dropout: one generator per replica, reseeded from the model's own generator at every forward, so a
+        # run is reproducible (threads drawing from one shared generator would take turns in any order)
+        model_generators = _generator_slots(model)
+        self._source_generator = getattr(*model_generators[0]) if model_generators else None
+        self._replica_generator_slots = [_generator_slots(replica) for replica in self.replicas]
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="data-parallel")
         if self.workers > 1:
             set_blas_threads(1)  # each worker is a core already: BLAS threads on top would oversubscribe them
@@ -87,11 +99,15 @@ class DataParallel(Module):
         shards = [(start * n // self.workers, (start + 1) * n // self.workers) for start in range(self.workers)]
         shards = [(low, high) for low, high in shards if high > low]
 
+        if self.training and self._source_generator is not None:
+            for slots in self._replica_generator_slots[:len(shards)]:
+                seed = int(self._source_generator.integers(2 ** 62))
+                generator = array_module(inputs.device).random.default_rng(seed)
+                for owner, name in slots:
+                    setattr(owner, name, generator)
+
         def shard_forward(shard):
             (low, high), replica = shards[shard], self.replicas[shard]
-            replica.training = self.module.training
-            for module in replica.modules():
-                module.training = self.module.training
             return replica(inputs[low:high], targets[low:high] if targets is not None else None)
 
         results = list(self._pool.map(shard_forward, range(len(shards))))
