@@ -104,7 +104,7 @@ def main(argv=None):
         print(f"  {field.name} = {getattr(config, field.name)!r}")
     try:
         result = train(config, dataset, progress=True)
-    except (CheckpointError, TrainingDiverged, FileExistsError) as error:
+    except (CheckpointError, TrainingDiverged) as error:
         sys.exit(f"error: {error}")
 
     # the losses, the time, and the loss curve (chapter part 4)

@@ -208,9 +208,10 @@ def train(config, dataset=None, log=print, progress=False):
     started_at = time.time()
     checkpoint_path = os.path.join(config.out_dir, CHECKPOINT_NAME)
     if config.init_from == "scratch" and not config.eval_only and os.path.exists(checkpoint_path):
-        # a fresh run would overwrite it at its first evaluation: refuse now, before any time is spent
-        raise FileExistsError(f"{checkpoint_path} already holds a checkpoint; continue it with init_from='resume' "
-                              f"(--resume), pick another out_dir (--out-dir), or delete it yourself")
+        # a fresh run would overwrite it at its first save: keep the earlier run's checkpoint under a dated name
+        kept_as = os.path.join(config.out_dir, time.strftime("ckpt-previous-%Y%m%d-%H%M%S.npz"))
+        os.replace(checkpoint_path, kept_as)
+        log(f"{checkpoint_path} held an earlier run's checkpoint: kept as {kept_as} (use --resume to continue a run)")
 
     # ---- 1. initialisation ----
     dataset = dataset if dataset is not None else CharDataset()

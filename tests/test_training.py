@@ -151,12 +151,13 @@ def test_float16_path_learns_and_skips_overflowing_steps(tmp_path, shakespeare, 
     assert val_end < val_start - 0.5
 
 
-def test_a_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path, shakespeare):
+def test_a_fresh_run_keeps_the_earlier_checkpoint_under_another_name(tmp_path, shakespeare):
     train(tiny(tmp_path, max_iters=2, eval_interval=2), shakespeare, log=quiet)
     before = (tmp_path / "ckpt.npz").read_bytes()
-    with pytest.raises(FileExistsError, match="--resume"):
-        train(tiny(tmp_path, max_iters=2, eval_interval=2), shakespeare, log=quiet)
-    assert (tmp_path / "ckpt.npz").read_bytes() == before
+    train(tiny(tmp_path, max_iters=2, eval_interval=2), shakespeare, log=quiet)
+    kept = list(tmp_path.glob("ckpt-previous-*.npz"))
+    assert len(kept) == 1 and kept[0].read_bytes() == before
+    assert (tmp_path / "ckpt.npz").exists()
 
 
 def test_resume_needs_a_checkpoint_of_the_same_model(tmp_path, shakespeare):
