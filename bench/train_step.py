@@ -138,13 +138,16 @@ class OursEngine:
         self.model = GPT(GPTConfig(**spec, dtype="float32"), device=device)
         self.model.load_state_dict(np.load(init_path))
         self.model.train()
+        # as gpt/training.py runs it: on the CPU one worker thread per core, each on a slice of the batch
+        from tinygrad_ed.parallel import DataParallel
+        self.runner = DataParallel(self.model, threads) if device == "cpu" and threads > 1 else self.model
         self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), weight_decay), lr=lr, betas=betas)
 
     def batch(self, x, y):
         return self.Tensor(x, device=self.device), self.Tensor(y, device=self.device)
 
     def step(self, x, y):
-        _, loss = self.model(x, y)
+        _, loss = self.runner(x, y)
         loss.backward()
         self.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -152,7 +155,7 @@ class OursEngine:
 
     def first_step(self, x, y, save):
         """step() with its intermediate results handed to save(stage, {name: numpy array}) for the cross-check."""
-        _, loss = self.model(x, y)
+        _, loss = self.runner(x, y)
         loss.backward()
         named = list(self.model.named_parameters())
         save("grads", {name: self.to_device(p.grad, "cpu") for name, p in named})
