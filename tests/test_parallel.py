@@ -5,7 +5,16 @@ from hypothesis import given, settings, strategies as st
 
 from gpt import GPT, GPTConfig
 from tinygrad_ed import Tensor, no_grad
+from tinygrad_ed import parallel
 from tinygrad_ed.parallel import DataParallel, replicate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def shard_even_tiny_batches():
+    """These tests use batches of a few tokens; let them split anyway so the sharded path is what is tested."""
+    saved, parallel.MIN_SHARD_TOKENS = parallel.MIN_SHARD_TOKENS, 1
+    yield
+    parallel.MIN_SHARD_TOKENS = saved
 
 
 def tiny_model(dropout=0.0, seed=0):
@@ -78,3 +87,16 @@ def test_eval_under_no_grad_builds_no_graph_and_matches():
     assert not loss.requires_grad
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
     np.testing.assert_allclose(logits.numpy(), expected_logits.numpy(), rtol=1e-12)
+
+
+def test_small_batches_run_whole_in_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_SHARD_TOKENS", 256)
+    model = tiny_model()
+    X, Y = batch(4, 8, 4)                              # 32 tokens: below one shard's worth
+    calls = []
+    wrapped = DataParallel(model, 2)
+    monkeypatch.setattr(wrapped._pool, "map", lambda *args: calls.append(args) or map(*args))
+    _, loss = wrapped(X, Y)
+    loss.backward()
+    assert calls == []                                 # no thread hand-off
+    assert model.transformer.wte.weight.grad is not None

@@ -53,19 +53,24 @@ def _generator_slots(module):
             if hasattr(value, "bit_generator")]
 
 
+# A shard smaller than this many tokens costs more in thread hand-offs (tens of microseconds each) than its share
+# of the work saves: such batches run whole, in the calling thread.
+MIN_SHARD_TOKENS = 256
+
+
 class _ShardedLoss(Function):
     """The batch loss Σ_s (n_s/n)·loss_s as one graph node whose inputs are the model's parameters.
     Its backward runs the shards' backward passes in parallel and sums each parameter's shard gradients."""
 
-    def forward(self, *parameters, shard_losses, weights, replica_parameters, pool):
-        self.shard_losses, self.weights, self.replica_parameters, self.pool = \
-            shard_losses, weights, replica_parameters, pool
+    def forward(self, *parameters, shard_losses, weights, replica_parameters, run):
+        self.shard_losses, self.weights, self.replica_parameters, self.run = \
+            shard_losses, weights, replica_parameters, run
         return sum(weight * loss.data for weight, loss in zip(weights, shard_losses))
 
     def backward(self, grad):
         def shard_backward(shard):
             self.shard_losses[shard].backward(grad * self.weights[shard])    # chain rule through the weighting
-        list(self.pool.map(shard_backward, range(len(self.shard_losses))))
+        list(self.run(shard_backward, range(len(self.shard_losses))))
         grads = []
         for index in range(len(self.inputs)):                              # Σ over shards, per parameter
             total = None
@@ -90,14 +95,17 @@ class DataParallel(Module):
         model_generators = _generator_slots(model)
         self._source_generator = getattr(*model_generators[0]) if model_generators else None
         self._replica_generator_slots = [_generator_slots(replica) for replica in self.replicas]
+        self._parameters = model.parameters()                                  # the lists never change: walk
+        self._replica_parameters = [replica.parameters() for replica in self.replicas]  # the modules once
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="data-parallel")
         if self.workers > 1:
             set_blas_threads(1)  # each worker is a core already: BLAS threads on top would oversubscribe them
 
     def forward(self, inputs, targets=None):
         n = inputs.shape[0]
-        shards = [(start * n // self.workers, (start + 1) * n // self.workers) for start in range(self.workers)]
-        shards = [(low, high) for low, high in shards if high > low]
+        count = max(1, min(self.workers, n, inputs.size // MIN_SHARD_TOKENS))
+        shards = [(start * n // count, (start + 1) * n // count) for start in range(count)]
+        run = self._pool.map if count > 1 else map  # one shard: no thread hand-off at all
 
         if self.training and self._source_generator is not None:
             for slots in self._replica_generator_slots[:len(shards)]:
@@ -110,18 +118,16 @@ class DataParallel(Module):
             (low, high), replica = shards[shard], self.replicas[shard]
             return replica(inputs[low:high], targets[low:high] if targets is not None else None)
 
-        results = list(self._pool.map(shard_forward, range(len(shards))))
-        outputs = cat([output.detach() for output, _ in results], axis=0)
+        results = list(run(shard_forward, range(len(shards))))
+        outputs = cat([output.detach() for output, _ in results], axis=0) if count > 1 else results[0][0].detach()
         if targets is None:
             return outputs, None
         losses = [loss for _, loss in results]
         weights = [(high - low) / n for low, high in shards]
-        parameters = self.module.parameters()
         if not is_grad_enabled():
             return outputs, Tensor(sum(w * loss.data for w, loss in zip(weights, losses)), device=inputs.device)
-        replica_parameters = [replica.parameters() for replica in self.replicas[:len(shards)]]
-        loss = _ShardedLoss.apply(*parameters, shard_losses=losses, weights=weights,
-                                  replica_parameters=replica_parameters, pool=self._pool)
+        loss = _ShardedLoss.apply(*self._parameters, shard_losses=losses, weights=weights,
+                                  replica_parameters=self._replica_parameters[:count], run=run)
         return outputs, loss
 
     # the wrapped model's parameters are the ones that train and get saved

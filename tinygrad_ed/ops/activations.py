@@ -17,8 +17,11 @@ class Gelu(Function):
         if approximate == "tanh":
             self.t = xp.tanh(c(math.sqrt(2 / math.pi)) * (x + c(0.044715) * x * x * x))
             return c(0.5) * x * (1 + self.t)
-        self.cdf = c(0.5) * (1 + erf(xp, x * c(1 / math.sqrt(2))))  # Φ(x)
-        return x * self.cdf
+        cdf = erf(xp, x * c(1 / math.sqrt(2)))                     # Φ(x) = (1 + erf(x/√2)) / 2,
+        cdf += c(1)                                                  # computed in place: every pass over a
+        cdf *= c(0.5)                                                # large array costs as much as the math
+        self.cdf = cdf
+        return x * cdf
 
     def backward(self, grad):
         xp, x, c = self.xp, self.x, self.x.dtype.type
