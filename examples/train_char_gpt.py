@@ -3,11 +3,14 @@
     python examples/train_char_gpt.py                     # cuda if available, else the CPU preset (~2000 iters)
     python examples/train_char_gpt.py --device cpu --max-iters 500 --eval-interval 100
     python examples/train_char_gpt.py --resume --max-iters 3000   # continue out-shakespeare-char/ckpt.npz
+    python examples/train_char_gpt.py --explain --n-layer 2 --batch-size 4 --block-size 8 [--lang zh]
 
 The preset follows the device: nanoGPT's config/train_shakespeare_char.py on cuda, its README's CPU overrides on
 the CPU. Every TrainConfig field is a flag, spelled with dashes or underscores (--max-iters or --max_iters);
 booleans are --flag / --no-flag. With --resume the run continues with the settings saved in the checkpoint, and
 only the flags you pass change them. At the end it prints the losses, a text plot of the loss curve, and a sample.
+With --explain it runs only iteration 0 and prints it as the chapter's part 3, steps 1-5, with the real numbers
+(gpt/explain.py); nothing is saved.
 """
 import argparse
 import os
@@ -19,6 +22,7 @@ import numpy as np
 
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.data import CharDataset
+from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration
 from gpt.progress import save_png, text_plot
 from gpt.training import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, cpu_preset, gpu_preset, train
 from tinygrad_ed import Tensor, cuda_available
@@ -58,12 +62,18 @@ def build_parser():
     parser.add_argument("--sample-tokens", "--sample_tokens", type=int, default=300,
                         help="characters to generate after training")
     parser.add_argument("--start", default="\n", help="the text the final sample continues")
+    parser.add_argument("--explain", action="store_true",
+                        help="run one iteration and print it as the chapter's steps 1-5 with the real numbers")
+    parser.add_argument("--explain-param", "--explain_param", default=DEFAULT_PARAM, metavar="NAME[INDEX]",
+                        help="with --explain: the weight entry to follow, "
+                             "e.g. transformer.h.0.attn.c_attn.weight[3,5]")
+    parser.add_argument("--lang", choices=sorted(LABELS), default="en", help="with --explain: the language")
     return parser
 
 
 def make_config(args):
     """The TrainConfig: a preset (or the resumed checkpoint's settings) with the flags given on top."""
-    cli_only = ("resume", "sample_tokens", "start")
+    cli_only = ("resume", "sample_tokens", "start", "explain", "explain_param", "lang")
     overrides = {name: value for name, value in vars(args).items() if name not in cli_only}
     device = overrides.pop("device", None) or ("cuda" if cuda_available() else "cpu")
     if args.resume:
@@ -83,6 +93,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.sample_tokens < 0:
         parser.error(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+    if args.explain and (args.resume or getattr(args, "init_from", None) == "resume"):
+        parser.error("--explain shows iteration 0 of a new model; it cannot be combined with --resume")
     try:
         config = make_config(args)
     except ValueError as error:  # a setting out of range, e.g. --dtype float16 on the CPU
@@ -90,8 +102,15 @@ def main(argv=None):
     except CheckpointError as error:
         sys.exit(f"error: {error}")
 
-    # the sample's start text is checked now, not after the whole run
     dataset = CharDataset()
+    if args.explain:  # one iteration, printed step by step; no training run, no checkpoint
+        try:
+            explain_iteration(config, args.explain_param, args.lang, dataset)
+        except ValueError as error:  # an unknown --explain-param name, an index outside the shape, float16
+            parser.error(f"--explain: {error}")
+        return
+
+    # the sample's start text is checked now, not after the whole run
     try:
         start = dataset.tokenizer.encode(args.start)
     except ValueError as error:

@@ -327,7 +327,7 @@ def train(config, dataset=None, log=print, progress=False):
         step_seconds, steps_timed = step_seconds + seconds, steps_timed + 1
         total_step_seconds, total_steps = total_step_seconds + seconds, total_steps + 1
         if log_now:
-            ratio = _update_ratio(params, weights_before) if stepped else 0.0
+            ratio = update_ratio(params, weights_before) if stepped else 0.0
             seconds_per_iter = step_seconds / steps_timed  # the mean since the last log line
             tokens_per_iter = config.batch_size * config.block_size * config.gradient_accumulation_steps
             mfu = estimate_mfu(model, config, seconds_per_iter)
@@ -394,7 +394,7 @@ def _move_gradients(source, target):
         source_param.grad = None
 
 
-def _update_ratio(params, weights_before):
+def update_ratio(params, weights_before):
     """Mean over parameters of ‖Δp‖ / ‖p‖ for the step just taken (part 5: healthy is about 1e-3 to 1e-2).
 
     A parameter that was all zeros (a fresh bias) has no size to compare its step with, and is left out.
