@@ -1,0 +1,142 @@
+"""The default CPU training run, ours against the same run in PyTorch eager: same val loss in no more wall time?
+
+Both runs train nanoGPT's CPU shakespeare_char config (examples/train_char_gpt.py's defaults) from the same initial
+weights, on the same batches, with the same learning-rate schedule, AdamW groups, clipping and evaluation batches.
+Each engine runs in its own process, one after the other, with all cores (ours: one DataParallel worker thread per
+core; torch: its intra-op threads). PyTorch is a benchmark-only reference (pip install torch==2.13.0).
+
+    python bench/train_run.py                      # 2000 iterations each: about 3-4 minutes on 2 cores
+    python bench/train_run.py --max-iters 200      # a quick look
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # idle BLAS threads sleep instead of spinning (PERF_NOTES)
+
+
+def run_ours(max_iters, out_dir):
+    from gpt.training import cpu_preset, train
+    config = cpu_preset()
+    config.max_iters, config.out_dir = max_iters, out_dir
+    config.lr_decay_iters = max(max_iters, config.warmup_iters + 1)
+    result = train(config, log=lambda line: None)
+    return dict(final_train=result.evals[-1][1], final_val=result.evals[-1][2], seconds=result.elapsed_s,
+                ms_per_iter=result.ms_per_iter, evals=result.evals)
+
+
+def run_torch(max_iters):
+    """The loop of gpt/training.py (steps 2.1-2.7, without checkpoints and logs), in PyTorch."""
+    import numpy as np
+    import torch
+    sys.path.insert(0, str(ROOT / "bench"))
+    from torch_reference import GPT as TorchGPT, weight_decay_groups
+    from gpt import GPT, CharDataset
+    from gpt.training import cpu_preset
+    from optim import get_lr
+
+    started = time.time()
+    config = cpu_preset()
+    config.max_iters, config.lr_decay_iters = max_iters, max(max_iters, config.warmup_iters + 1)
+    dataset = CharDataset()
+    model_config = config.model_config(dataset.tokenizer.vocab_size)
+    spec = dict(block_size=model_config.block_size, vocab_size=model_config.vocab_size, n_layer=model_config.n_layer,
+                n_head=model_config.n_head, n_embd=model_config.n_embd, dropout=model_config.dropout,
+                bias=model_config.bias)
+    model = TorchGPT(spec)
+    ours = GPT(model_config, seed=config.seed)                    # the same initial weights as our run
+    initial = ours.state_dict()
+    with torch.no_grad():
+        for name, param in model.named_parameters():   # the tied wte/lm_head weight is listed once, as ours
+            param.copy_(torch.from_numpy(initial.pop(name)))
+    assert not initial, f"parameters only in our model: {sorted(initial)}"
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, config.weight_decay), lr=config.learning_rate,
+                                  betas=(config.beta1, config.beta2))
+    batches = np.random.default_rng(config.seed)
+
+    def batch(split, generator):
+        X, Y = dataset.get_batch(split, config.batch_size, config.block_size, generator)
+        return torch.from_numpy(np.ascontiguousarray(X.numpy())), torch.from_numpy(np.ascontiguousarray(Y.numpy()))
+
+    @torch.no_grad()
+    def estimate_loss():  # the same fixed evaluation batches as gpt/training.py's estimate_loss
+        model.eval()
+        generator, losses = np.random.default_rng(config.seed + 1), {}
+        for split in ("train", "val"):
+            losses[split] = sum(model(*batch(split, generator))[1].item() for _ in range(config.eval_iters)) \
+                / config.eval_iters
+        model.train()
+        return losses
+
+    evals = []
+    X, Y = batch("train", batches)
+    for iter_num in range(config.max_iters + 1):
+        lr = get_lr(iter_num, config.learning_rate, config.warmup_iters, config.lr_decay_iters, config.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if iter_num % config.eval_interval == 0 or iter_num == config.max_iters:
+            losses = estimate_loss()
+            evals.append((iter_num, losses["train"], losses["val"]))
+        if iter_num == config.max_iters:
+            break
+        _, loss = model(X, Y)
+        X, Y = batch("train", batches)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return dict(final_train=evals[-1][1], final_val=evals[-1][2], seconds=time.time() - started, evals=evals,
+                torch_threads=torch.get_num_threads())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-iters", type=int, default=2000)
+    parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--out-dir", default="/tmp/tinygrad_ed-train-run", help="where our run's checkpoint goes")
+    args = parser.parse_args()
+    if args.worker:
+        result = run_ours(args.max_iters, args.out_dir) if args.worker == "ours" else run_torch(args.max_iters)
+        print(json.dumps(result))
+        return
+
+    results = {}
+    for engine in ("ours", "torch"):
+        print(f"running {engine} ...", flush=True)
+        completed = subprocess.run([sys.executable, __file__, "--worker", engine, "--max-iters", str(args.max_iters),
+                                    "--out-dir", f"{args.out_dir}-{time.strftime('%H%M%S')}"],
+                                   capture_output=True, text=True, cwd=ROOT)
+        if completed.returncode != 0:
+            sys.exit(f"{engine} run failed:\n{completed.stderr}")
+        results[engine] = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    date = time.strftime("%Y-%m-%d")
+    command = "python bench/train_run.py" + ("" if args.max_iters == 2000 else f" --max-iters {args.max_iters}")
+    lines = [f"# Default CPU training run, ours vs PyTorch eager, {date}", "",
+             f"- command: `{command}`; {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"torch threads {results['torch']['torch_threads']}",
+             "- config: examples/train_char_gpt.py's CPU preset (4/4/128, block 64, batch 12, lr 1e-3 with warmup 100 "
+             "and cosine decay, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0, eval 20 batches every 250)",
+             "", "| engine | final train loss | final val loss | wall time (s) |", "|---|---|---|---|"]
+    for engine in ("ours", "torch"):
+        result = results[engine]
+        lines.append(f"| {engine} | {result['final_train']:.4f} | {result['final_val']:.4f} | {result['seconds']:.1f} |")
+    ratio = results["ours"]["seconds"] / results["torch"]["seconds"]
+    lines += ["", f"wall time ours/torch: **{ratio:.2f}**; val loss ours − torch: "
+              f"{results['ours']['final_val'] - results['torch']['final_val']:+.4f}"]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"train-run-{date}.md").write_text(report)
+    (out / f"train-run-{date}.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
