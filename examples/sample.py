@@ -25,21 +25,30 @@ DEFAULT_CHECKPOINT = os.path.join(TrainConfig.out_dir, CHECKPOINT_NAME)  # where
 def main(argv=None):
     parser = argparse.ArgumentParser(description="generate text from a trained character GPT",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the ckpt.npz to load")
-    parser.add_argument("--start", default="\n", help="the text to continue")
-    parser.add_argument("--num-tokens", "--num_tokens", type=int, default=500, help="characters to generate")
+    parser.add_argument("--checkpoint", default=None,
+                        help=f"the ckpt.npz to load (default: {DEFAULT_CHECKPOINT}, where train_char_gpt.py saves)")
+    parser.add_argument("--out-dir", "--out_dir", default=None,
+                        help="load OUT_DIR/ckpt.npz: the folder train_char_gpt.py --out-dir saved into")
+    parser.add_argument("--start", default="\n", help="the text to continue (default: %(default)r)")
+    parser.add_argument("--num-tokens", "--num_tokens", "--max-new-tokens", "--max_new_tokens", type=int, default=500, help="characters to generate")
     parser.add_argument("--num-samples", "--num_samples", type=int, default=1, help="independent samples")
     parser.add_argument("--temperature", type=float, default=0.8, help="> 0; lower is more conservative")
     parser.add_argument("--top-k", "--top_k", type=int, default=200, help="draw from the k likeliest; 0 for all")
     parser.add_argument("--seed", type=int, default=1337, help="the same seed gives the same text")
-    parser.add_argument("--device", choices=DEVICES, default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--device", choices=DEVICES, default=None,
+                        help="cpu or cuda (default: cuda when cupy sees a GPU, else cpu)")
     args = parser.parse_args(argv)
     if args.num_tokens < 0 or args.num_samples < 1 or args.top_k < 0 or not args.temperature > 0:
         parser.error("need --num-tokens >= 0, --num-samples >= 1, --top-k >= 0 and --temperature > 0")
 
-    if not os.path.exists(args.checkpoint):
-        sys.exit(f"error: no checkpoint at {args.checkpoint}: train one first with "
-                 f"python examples/train_char_gpt.py (or point --checkpoint at one)")
+    if args.checkpoint and args.out_dir:
+        parser.error("give --checkpoint or --out-dir, not both")
+    args.checkpoint = args.checkpoint or os.path.join(args.out_dir or TrainConfig.out_dir, CHECKPOINT_NAME)
+    if args.device == "cuda" and not cuda_available():
+        parser.error("--device cuda: cupy is not installed or sees no NVIDIA GPU; use --device cpu")
+    if not os.path.isfile(args.checkpoint):
+        sys.exit(f"error: no checkpoint file at {args.checkpoint}: train one first with "
+                 f"python examples/train_char_gpt.py (or point --checkpoint / --out-dir at one)")
     try:
         checkpoint = load_checkpoint(args.checkpoint)
         device = args.device or ("cuda" if cuda_available() else "cpu")

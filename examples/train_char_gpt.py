@@ -13,7 +13,9 @@ With --explain it runs only iteration 0 and prints it as the chapter's part 3, s
 (gpt/explain.py); nothing is saved.
 """
 import argparse
+import inspect
 import os
+import re
 import sys
 from dataclasses import fields, replace
 from typing import Optional
@@ -36,17 +38,27 @@ def optional_float(text):
     return None if text.lower() == "none" else float(text)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the module docstring as written, and each flag's default."""
+
+
+def field_comments():
+    """TrainConfig's why-comment of each field (its first line), so --help explains every knob in the code's words."""
+    return dict(re.findall(r"^ +(\w+): [^=\n]+=[^#\n]*# *(.+)$", inspect.getsource(TrainConfig), re.MULTILINE))
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     cpu, gpu = cpu_preset(), gpu_preset()
+    comments = field_comments()
     for field in fields(TrainConfig):
         names = ["--" + field.name.replace("_", "-")]
         if "_" in field.name:
             names.append("--" + field.name)  # nanoGPT's spelling, --max_iters, works too
         # SUPPRESS: a flag not given stays out of the parsed arguments, so the preset (or the checkpoint) decides
         options = dict(default=argparse.SUPPRESS, dest=field.name,
-                       help=f"cpu preset: {getattr(cpu, field.name)!r}, cuda preset: {getattr(gpu, field.name)!r}")
+                       help=f"{comments.get(field.name, '')} (cpu preset: {getattr(cpu, field.name)!r}, "
+                            f"cuda preset: {getattr(gpu, field.name)!r})".replace("%", "%%"))
         if field.type is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif field.type in (int, float, str):
@@ -61,7 +73,7 @@ def build_parser():
     parser.add_argument("--resume", action="store_true", help="continue from out_dir/ckpt.npz (init_from=resume)")
     parser.add_argument("--sample-tokens", "--sample_tokens", type=int, default=300,
                         help="characters to generate after training")
-    parser.add_argument("--start", default="\n", help="the text the final sample continues")
+    parser.add_argument("--start", default="\n", help="the text the final sample continues (default: %(default)r)")
     parser.add_argument("--explain", action="store_true",
                         help="run one iteration and print it as the chapter's steps 1-5 with the real numbers")
     parser.add_argument("--explain-param", "--explain_param", default=DEFAULT_PARAM, metavar="NAME[INDEX]",
@@ -101,8 +113,16 @@ def main(argv=None):
         parser.error(str(error))
     except CheckpointError as error:
         sys.exit(f"error: {error}")
+    if config.device == "cuda" and not cuda_available():
+        parser.error("--device cuda: cupy is not installed or sees no NVIDIA GPU (pip install -e '.[cuda]' on a "
+                     "machine with one), or use --device cpu")
 
     dataset = CharDataset()
+    try:  # the model's own checks (n_embd divisible by n_head, ...) and memory, before any time is spent
+        config.model_config(dataset.tokenizer.vocab_size)
+        config.check_memory(dataset.tokenizer.vocab_size)
+    except ValueError as error:
+        parser.error(str(error))
     if args.explain:  # one iteration, printed step by step; no training run, no checkpoint
         try:
             explain_iteration(config, args.explain_param, args.lang, dataset)

@@ -23,7 +23,6 @@ bit). And there is no evaluation and no checkpoint.
 import difflib
 import json
 import math
-import os
 import re
 import unicodedata
 
@@ -409,7 +408,7 @@ def _print_header(writer, config, model, tokenizer):
             "weight_decay", "beta1", "beta2", "grad_clip", "seed")
     writer.say("config", config=", ".join(f"{key}={getattr(config, key)}" for key in keys))
     writer.say("model", n_params=f"{model.num_parameters():,}", vocab=tokenizer.vocab_size, seed=config.seed)
-    workers = config.workers or (os.cpu_count() or 1 if config.device == "cpu" else 1)  # as train() counts them
+    workers = config.worker_count()  # as train() counts them
     if workers > 1:
         writer.say("parallel_dropout" if config.dropout > 0 else "parallel", workers=workers, dropout=config.dropout)
     writer.line()

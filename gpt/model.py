@@ -40,13 +40,20 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
+def residual_std(config):
+    """GPT-2's init for the projections that write into the residual stream (the c_proj of attention and MLP):
+    n_layer blocks each add two of them, so their std shrinks with depth to keep the stream's variance in check."""
+    return 0.02 / math.sqrt(2 * config.n_layer)
+
+
 class CausalSelfAttention(Module):
     def __init__(self, config, generator, dropout_generator, device):
         C, dtype = config.n_embd, config.dtype
-        residual_std = 0.02 / math.sqrt(2 * config.n_layer)  # GPT-2: scale the residual projections by depth
         self.c_attn = Linear(C, 3 * C, config.bias, 0.02, generator, device, dtype)     # q, k, v in one matmul
-        self.c_proj = Linear(C, C, config.bias, residual_std, generator, device, dtype)
+        self.c_proj = Linear(C, C, config.bias, residual_std(config), generator, device, dtype)
         self.resid_dropout = Dropout(config.dropout, dropout_generator)
+        # NOTE: as in nanoGPT, attention's own dropout (on the attention weights) is a probability here, applied
+        # inside the fused attention op, while resid_dropout (and MLP's dropout) are Dropout modules
         self.n_head, self.dropout, self.dropout_generator = config.n_head, config.dropout, dropout_generator
 
     def forward(self, x):
@@ -66,9 +73,8 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     def __init__(self, config, generator, dropout_generator, device):
         C, dtype = config.n_embd, config.dtype
-        residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         self.c_fc = Linear(C, 4 * C, config.bias, 0.02, generator, device, dtype)
-        self.c_proj = Linear(4 * C, C, config.bias, residual_std, generator, device, dtype)
+        self.c_proj = Linear(4 * C, C, config.bias, residual_std(config), generator, device, dtype)
         self.dropout = Dropout(config.dropout, dropout_generator)
 
     def forward(self, x):
@@ -106,8 +112,10 @@ class GPT(Module):
         dropout_generator = array_module(device).random.default_rng(seed + 1)
         self.dropout_generator = dropout_generator
         self.transformer = Transformer(config, generator, dropout_generator, device)
+        # weight tying, as GPT-2 and nanoGPT: lm_head reads scores with the token embedding itself. (Its own random
+        # weight is drawn, then replaced, so the generator's stream matches a model built without the tie.)
         self.lm_head = Linear(config.n_embd, config.vocab_size, False, 0.02, generator, device, config.dtype)
-        self.lm_head.weight = self.transformer.wte.weight               # weight tying, as GPT-2 and nanoGPT
+        self.lm_head.weight = self.transformer.wte.weight
 
     def forward(self, idx, targets=None):
         """idx (B, T) token ids → logits (B, T, V) and, with targets (B, T), the mean cross-entropy loss.

@@ -29,7 +29,7 @@ from gpt.model import GPT, GPTConfig
 from gpt.progress import ProgressBar
 from optim import AdamW, GradScaler, clip_grad_norm_, get_lr, global_grad_norm, weight_decay_groups
 from tinygrad_ed import no_grad
-from tinygrad_ed.parallel import DataParallel
+from tinygrad_ed.parallel import DataParallel, usable_cores
 from tinygrad_ed.device import DEVICES
 
 CHECKPOINT_NAME = "ckpt.npz"
@@ -71,7 +71,7 @@ class TrainConfig:
     lr_decay_iters: int = 5000             # the cosine ends here; nanoGPT sets it to about max_iters
     min_lr: float = 1e-4                   # the rate at the end of the decay, about learning_rate / 10
     # system
-    device: str = "cpu"                    # "cpu" (numpy) or "cuda" (cupy)
+    device: str = "cpu"                    # "cpu" (numpy) or "cuda" (cupy); train_char_gpt.py picks cuda if it sees a GPU
     dtype: str = "float32"                 # "float16" runs forward/backward in half precision with loss scaling (cuda)
     seed: int = 1337                       # seeds the weights, the batches and dropout: the same seed, the same run
     workers: int = 0                       # threads that split each batch (tinygrad_ed/parallel.py); 0 = one per
@@ -109,6 +109,29 @@ class TrainConfig:
                              f"learning_rate={self.learning_rate}")
         if self.peak_flops is not None and not self.peak_flops > 0:
             raise ValueError(f"peak_flops must be positive (or None to leave MFU out), got {self.peak_flops}")
+
+    def worker_count(self):
+        """How many DataParallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
+        if self.workers:
+            return self.workers
+        return usable_cores() if self.device == "cpu" else 1
+
+    def check_memory(self, vocab_size):
+        """Raise a clear error when one micro-batch's activations cannot fit in this machine's memory (cpu).
+
+        A rough count of the float32 arrays forward keeps for backward: per layer the attention weights
+        (B·H·T², twice with dropout's copy) and about 34 numbers per token and channel (q, k, v, the MLP's 4C
+        activations and GELU's saved values, LayerNorm outputs...), plus the logits and their softmax (B·T·V, twice).
+        """
+        if self.device != "cpu" or not hasattr(os, "sysconf"):
+            return
+        B, T, C, L, H = self.batch_size, self.block_size, self.n_embd, self.n_layer, self.n_head
+        needed = 4 * (L * (2 * B * H * T * T + 34 * B * T * C) + 2 * B * T * vocab_size)
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if needed > available:
+            raise ValueError(f"batch_size {B} × block_size {T} with {L} layers needs about {needed / 2**30:.0f} GiB "
+                             f"for one micro-batch's activations (attention alone grows as block_size²), more than "
+                             f"this machine's {available / 2**30:.0f} GiB: lower --block-size or --batch-size")
 
     def model_config(self, vocab_size):
         """The GPTConfig these settings describe, for a vocabulary of `vocab_size` characters."""
@@ -207,11 +230,10 @@ def train(config, dataset=None, log=print, progress=False):
     """
     started_at = time.time()
     checkpoint_path = os.path.join(config.out_dir, CHECKPOINT_NAME)
-    if config.init_from == "scratch" and not config.eval_only and os.path.exists(checkpoint_path):
-        # a fresh run would overwrite it at its first save: keep the earlier run's checkpoint under a dated name
-        kept_as = os.path.join(config.out_dir, time.strftime("ckpt-previous-%Y%m%d-%H%M%S.npz"))
-        os.replace(checkpoint_path, kept_as)
-        log(f"{checkpoint_path} held an earlier run's checkpoint: kept as {kept_as} (use --resume to continue a run)")
+    if os.path.exists(config.out_dir) and not os.path.isdir(config.out_dir):
+        raise CheckpointError(f"out_dir {config.out_dir!r} is a file, not a folder: checkpoints could not be saved")
+    # a fresh run's first save would overwrite an earlier run's checkpoint: that one is then kept under a dated name
+    keep_earlier_checkpoint = config.init_from == "scratch" and os.path.exists(checkpoint_path)
 
     # ---- 1. initialisation ----
     dataset = dataset if dataset is not None else CharDataset()
@@ -230,7 +252,7 @@ def train(config, dataset=None, log=print, progress=False):
     compute_model = half_model if half_model is not None else model
     # use every CPU core: each worker thread runs forward and backward on a slice of the batch, and their gradients
     # are summed into the model's, exactly as one big forward and backward would compute them
-    workers = config.workers or (os.cpu_count() or 1 if config.device == "cpu" else 1)
+    workers = config.worker_count()
     runner = DataParallel(compute_model, workers) if workers > 1 else compute_model
     batch_generator = np.random.default_rng(config.seed)  # which windows of text each training batch holds
     iter_num, best_val_loss = 0, math.inf
@@ -274,6 +296,11 @@ def train(config, dataset=None, log=print, progress=False):
             best_val_loss = min(best_val_loss, losses["val"])
             # nothing is learned at iteration 0, and eval_only must not touch the checkpoint it evaluates
             if (improved or config.always_save_checkpoint) and iter_num > 0 and not config.eval_only:
+                if keep_earlier_checkpoint:
+                    kept_as = os.path.join(config.out_dir, time.strftime("ckpt-previous-%Y%m%d-%H%M%S.npz"))
+                    os.replace(checkpoint_path, kept_as)
+                    keep_earlier_checkpoint = False
+                    say(f"{checkpoint_path} held an earlier run's checkpoint: kept as {kept_as}")
                 generators = {"batch": batch_state, "dropout": _generator_state(compute_model.dropout_generator)}
                 save_checkpoint(checkpoint_path, model, optimizer, scaler, iter_num, best_val_loss, config,
                                 model_config, dataset.tokenizer, generators)

@@ -196,3 +196,17 @@ def test_float32_stays_float32(device, name):
     assert out.dtype == np.float32, f"{name} gave {out.dtype}"
     out.sum().backward()
     assert x.grad.dtype == np.float32, f"the gradient of {name} came back as {x.grad.dtype}"
+
+
+def test_a_second_backward_through_a_freed_graph_raises_instead_of_returning_wrong_gradients():
+    w = Tensor(np.array([2.0]), requires_grad=True)
+    h = w * 3
+    first, second = (h * h).sum(), (h * 2).sum()
+    first.backward()
+    with pytest.raises(RuntimeError, match="already used and freed"):
+        second.backward()           # h's graph was consumed by the first backward
+    with pytest.raises(RuntimeError, match="already used and freed"):
+        first.backward()
+    again = (w * 3 * 2).sum()       # a new forward pass builds a new graph, and gradients keep accumulating
+    again.backward()
+    assert w.grad[0] == pytest.approx(36.0 + 6.0)

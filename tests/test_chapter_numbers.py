@@ -11,12 +11,14 @@ import pytest
 from gpt.model import GPT, GPTConfig
 from tinygrad_ed import Tensor, cross_entropy
 
-# the chapter's batch (part 3): batch_size = 4, block_size = 8; Y is X shifted one character to the left
+# the chapter's batch (part 3): batch_size = 4, block_size = 8; Y is X shifted one character to the left.
+# NOTE: the chapter's ids are illustrative: with tiny Shakespeare's 65-character vocabulary they decode to the
+# text on the right, not to the chapter's captions ("he we ni", "Before w", "going in", "the king")
 CHAPTER_X = np.array([
-    [20, 43, 1, 60, 43, 1, 52, 47],   # "he we ni"
-    [18, 43, 44, 53, 43, 1, 56, 60],  # "Before w"
+    [20, 43, 1, 60, 43, 1, 52, 47],   # "He ve ni"
+    [18, 43, 44, 53, 43, 1, 56, 60],  # "Fefoe rv"
     [45, 53, 47, 52, 45, 1, 47, 52],  # "going in"
-    [56, 46, 43, 1, 49, 47, 52, 45],  # "the king"
+    [56, 46, 43, 1, 49, 47, 52, 45],  # "rhe king"
 ])
 CHAPTER_Y = np.array([
     [43, 1, 60, 43, 1, 52, 47, 56],
@@ -25,7 +27,7 @@ CHAPTER_Y = np.array([
     [46, 43, 1, 49, 47, 52, 45, 27],
 ])
 VOCAB_SIZE = 65   # tiny Shakespeare's characters
-TARGET = 43       # the chapter's example: X[0, 0] = 20 ('h'), target Y[0, 0] = 43 ('e')
+TARGET = 43       # the chapter's example: X[0, 0] = 20 (the chapter says 'h'; here it is 'H'), Y[0, 0] = 43 ('e')
 
 
 def logits_giving(p_correct, vocab_size=VOCAB_SIZE, target=TARGET):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpt.training import TrainConfig
+from tinygrad_ed import cuda_available
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = str(REPO / "examples" / "train_char_gpt.py")
@@ -57,7 +58,7 @@ def test_sample_generates_from_the_saved_checkpoint(tmp_path):
 def test_sample_without_a_checkpoint_says_to_train_first(tmp_path):
     result = run(SAMPLE, cwd=tmp_path)
     assert result.returncode != 0
-    assert "no checkpoint at out-shakespeare-char/ckpt.npz" in result.stderr
+    assert "no checkpoint file at out-shakespeare-char/ckpt.npz" in result.stderr
     assert "train_char_gpt.py" in result.stderr
 
 
@@ -102,3 +103,27 @@ def test_every_config_field_has_both_flag_spellings(tmp_path):
         assert f"--{field.name}" in help_text, field.name
         if field.type is bool:
             assert f"--no-{field.name.replace('_', '-')}" in help_text, field.name
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--n-head", "3"], "n_embd (128) must be divisible by n_head (3)"),
+    (["--block-size", "100000"], "lower --block-size or --batch-size"),
+])
+def test_impossible_model_settings_are_refused_before_training(tmp_path, flags, message):
+    result = run(TRAIN, "--device", "cpu", *flags, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out-shakespeare-char").exists()
+
+
+@pytest.mark.skipif(cuda_available(), reason="needs a machine without a usable GPU")
+@pytest.mark.parametrize("program", ["train", "sample"])
+def test_cuda_without_a_gpu_is_a_clear_error_not_a_traceback(tmp_path, program):
+    result = run(TRAIN if program == "train" else SAMPLE, "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 2 and "sees no NVIDIA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sample_reads_the_folder_train_char_gpt_saved_into(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path).returncode == 0
+    result = run(SAMPLE, "--out-dir", "tmp", "--num-tokens", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "loaded tmp/ckpt.npz" in result.stdout

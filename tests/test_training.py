@@ -160,6 +160,20 @@ def test_a_fresh_run_keeps_the_earlier_checkpoint_under_another_name(tmp_path, s
     assert (tmp_path / "ckpt.npz").exists()
 
 
+def test_a_fresh_run_that_saves_nothing_leaves_the_earlier_checkpoint_in_place(tmp_path, shakespeare):
+    train(tiny(tmp_path, max_iters=2, eval_interval=2), shakespeare, log=quiet)
+    before = (tmp_path / "ckpt.npz").read_bytes()
+    train(tiny(tmp_path, max_iters=0), shakespeare, log=quiet)   # evaluates iteration 0 only: nothing to save
+    assert (tmp_path / "ckpt.npz").read_bytes() == before
+    assert not list(tmp_path.glob("ckpt-previous-*.npz"))
+
+
+def test_an_out_dir_that_is_a_file_is_refused_before_training(tmp_path, shakespeare):
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        train(tiny(tmp_path / "taken"), shakespeare, log=quiet)
+
+
 def test_resume_needs_a_checkpoint_of_the_same_model(tmp_path, shakespeare):
     with pytest.raises(CheckpointError, match="no checkpoint file"):
         train(tiny(tmp_path, init_from="resume"), shakespeare, log=quiet)

@@ -25,6 +25,12 @@ from tinygrad_ed.nn import Module
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled
 
 
+def usable_cores():
+    """The CPU cores this process may run on: its affinity mask where the OS has one (containers limit it), else
+    the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def replicate(module):
     """A copy of `module` whose parameters are new Tensors sharing the original arrays: updates to the original
     (the optimizer works in place) are seen by the replica, while each keeps its own `.grad`. Tied weights stay
@@ -87,7 +93,7 @@ class DataParallel(Module):
     `workers` threads. `workers` defaults to the number of CPU cores."""
 
     def __init__(self, model, workers=None):
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or usable_cores())
         self.module = model
         self.replicas = [replicate(model) for _ in range(self.workers)]
         # dropout: one generator per replica, reseeded from the model's own generator at every forward, so a

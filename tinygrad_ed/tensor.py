@@ -75,6 +75,14 @@ class Function:
         return Tensor(output, device=device_of(output), requires_grad=requires_grad, _ctx=ctx if requires_grad else None)
 
 
+class _FreedGraph:
+    """Stands in a tensor's `_ctx` once backward() has used it and released what forward saved."""
+    inputs = ()
+
+
+_FREED = _FreedGraph()
+
+
 def unbroadcast(grad, shape):
     """The adjoint of broadcasting is summing: reduce `grad` back to an input's `shape`.
 
@@ -191,6 +199,10 @@ class Tensor:
             grad = grads.pop(id(node), None)
             if grad is None:
                 continue
+            if node._ctx is _FREED:
+                raise RuntimeError("backward() through a graph that an earlier backward() already used and freed: "
+                                   "run the forward pass again (each backward consumes its graph, as in PyTorch); "
+                                   "gradients still accumulate across those backward calls")
             if node._ctx is None:  # a leaf: accumulate, as PyTorch does
                 if node.grad is None:
                     node.grad = grad.copy()  # a copy: `grad` may be shared with another input's gradient
@@ -205,7 +217,7 @@ class Tensor:
                     continue
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-            node._ctx = None  # release the arrays forward saved; this part of the graph is spent
+            node._ctx = _FREED  # release the arrays forward saved; this part of the graph is spent
 
     def _topological_order(self):
         """Every node that leads to self, inputs before outputs. Iterative: deep graphs cannot overflow."""
@@ -219,7 +231,7 @@ class Tensor:
                 continue
             visited.add(id(node))
             stack.append((node, True))
-            if node._ctx is not None:
+            if node._ctx is not None:  # a freed node has no inputs left to visit
                 stack.extend((parent, False) for parent in node._ctx.inputs
                              if parent.requires_grad and id(parent) not in visited)
         return order
@@ -255,7 +267,9 @@ class Tensor:
     def __gt__(self, other): return self._compare(other, lambda a, b: a > b)
     def __ge__(self, other): return self._compare(other, lambda a, b: a >= b)
     def eq(self, other): return self._compare(other, lambda a, b: a == b)
-    __hash__ = object.__hash__  # tensors are graph nodes, hashed by identity (== stays Python's identity)
+    # NOTE: == and hash stay Python's identity, unlike PyTorch: tensors are graph nodes and dictionary keys (the
+    # optimizer's state); compare values elementwise with .eq()
+    __hash__ = object.__hash__
 
     # elementwise math
     def exp(self): return elementwise.Exp.apply(self)

@@ -10,7 +10,9 @@ class Add(Function):
         return a + b
 
     def backward(self, grad):  # d(a+b)/da = 1, d(a+b)/db = 1
-        return unbroadcast(grad, self.shapes[0]), unbroadcast(grad, self.shapes[1])
+        grad_a = unbroadcast(grad, self.shapes[0]) if self.needs_grad(0) else None
+        grad_b = unbroadcast(grad, self.shapes[1]) if self.needs_grad(1) else None
+        return grad_a, grad_b
 
 
 class Sub(Function):
@@ -19,7 +21,9 @@ class Sub(Function):
         return a - b
 
     def backward(self, grad):  # d(a-b)/da = 1, d(a-b)/db = -1
-        return unbroadcast(grad, self.shapes[0]), unbroadcast(-grad, self.shapes[1]) if self.needs_grad(1) else None
+        grad_a = unbroadcast(grad, self.shapes[0]) if self.needs_grad(0) else None
+        grad_b = unbroadcast(-grad, self.shapes[1]) if self.needs_grad(1) else None
+        return grad_a, grad_b
 
 
 class Mul(Function):
@@ -39,9 +43,10 @@ class Div(Function):
         return a / b
 
     def backward(self, grad):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b²
-        grad_a = grad / self.b
-        grad_b = unbroadcast(-grad_a * self.a / self.b, self.b.shape) if self.needs_grad(1) else None
-        return unbroadcast(grad_a, self.a.shape), grad_b
+        grad_over_b = grad / self.b
+        grad_a = unbroadcast(grad_over_b, self.a.shape) if self.needs_grad(0) else None
+        grad_b = unbroadcast(-grad_over_b * self.a / self.b, self.b.shape) if self.needs_grad(1) else None
+        return grad_a, grad_b
 
 
 class Neg(Function):
