@@ -1,11 +1,12 @@
 """AdamW: the optimizer nanoGPT trains with (chapter part 3, step 5).
 
 Adam keeps two running averages per parameter entry, the gradient's mean m and its uncentred variance v, and
-moves each entry by about lr in the direction of m, whatever the gradient's scale: steep directions (large v)
+moves each entry by about lr against m (downhill), whatever the gradient's scale: steep directions (large v)
 take smaller steps, flat ones keep their momentum. AdamW's "W" is decoupled weight decay: the weights shrink
 toward zero directly, instead of through the gradient where Adam's normalisation would rescale the decay.
 """
 from optim.optimizer import Optimizer
+from tinygrad_ed.cuda_kernels import fused
 
 
 class AdamW(Optimizer):
@@ -51,6 +52,10 @@ class AdamW(Optimizer):
         m, v = state["m"], state["v"]
         state["step"] += 1
         t = state["step"]
+        kernels = fused(xp, w.dtype, g.dtype, m.dtype, v.dtype) if param not in self._watches else None
+        if kernels:  # cuda, float32, not watched: every step below in one kernel (tinygrad_ed/cuda_kernels.py)
+            kernels.adamw_step(w, g, m, v, lr=lr, weight_decay=wd, beta1=beta1, beta2=beta2, eps=eps, step=t)
+            return
         record = self._recorder(param)  # a no-op unless watch() asked for an entry of this parameter
         record(step=t, lr=lr, weight_decay=wd, old=w, grad=g)
 
@@ -59,7 +64,7 @@ class AdamW(Optimizer):
             w *= 1.0 - lr * wd
 
         # two parameter-sized buffers for the intermediate quantities, filled in place (out=) from here on
-        # NOTE: out= also keeps a 0-d parameter's intermediates arrays (numpy returns a 0-d result as a scalar)
+        # NOTE: with out= a 0-d parameter's intermediates stay 0-d arrays (numpy would return bare scalars)
         scratch, m_hat = xp.empty_like(w), xp.empty_like(w)
 
         # m ← β1·m + (1 − β1)·g

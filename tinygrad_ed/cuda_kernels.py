@@ -291,7 +291,7 @@ class CudaKernels:
         return self._elementwise[GELU_FORWARD.name](x)
 
     def gelu_backward(self, x, grad):
-        return self._elementwise[GELU_BACKWARD.name](x, grad)
+        return self._elementwise[GELU_BACKWARD.name](x, grad.astype(self.xp.float32, copy=False))
 
     # ---- AdamW ----
     def adamw_step(self, w, grad, m, v, lr, weight_decay, beta1, beta2, eps, step):
@@ -340,8 +340,8 @@ class CudaKernels:
 
     # ---- attention softmax ----
     def attention_softmax_forward(self, scores, scale, causal):
-        """softmax(scale · scores) over the last axis, keys after the query masked when causal; in place when
-        `scores` is a C-contiguous float32 array (matmul's result is), and returned either way."""
+        """softmax(scale · scores) over the last axis of the (..., T, T) scores, keys after the query masked when
+        causal; in place when `scores` is a C-contiguous float32 array (matmul's result is), and returned either way."""
         scores = self._contiguous(scores)
         T = scores.shape[-1]
         self._launch_rows("attention_softmax_forward", scores.size // T if T else 0, scores, np.int32(T),

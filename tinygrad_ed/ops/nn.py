@@ -5,6 +5,7 @@ Legend: N = rows (batch × time), C = channels, V = vocabulary, B = batch, H = h
 """
 import math
 
+from tinygrad_ed.cuda_kernels import fused
 from tinygrad_ed.tensor import Function
 
 
@@ -48,6 +49,13 @@ class CrossEntropy(Function):
         vocab = logits.shape[-1]
         logits = logits.reshape(-1, vocab)                                   # (N, V)
         targets = targets.reshape(-1)                                        # (N,)
+        self.kernels = fused(xp, logits.dtype)
+        if self.kernels:  # cuda, float32: softmax and -log p(target), one kernel with one block per row
+            self.probs, losses = self.kernels.cross_entropy_forward(logits, targets, ignore_index)
+            self.targets, self.ignore_index = targets, ignore_index
+            self.count = max(len(targets), 1) if ignore_index is None else \
+                xp.maximum((targets != ignore_index).sum(), 1)                # a device array: no host sync
+            return (losses.sum() / self.count).astype(logits.dtype)
         valid = targets != ignore_index if ignore_index is not None else None
         safe_targets = xp.where(valid, targets, 0) if valid is not None else targets
         shifted = logits - logits.max(axis=1, keepdims=True)                 # stable: the largest logit is 0
@@ -63,6 +71,10 @@ class CrossEntropy(Function):
         return (losses.sum() / max(self.count, 1)).astype(logits.dtype)
 
     def backward(self, grad):
+        if self.kernels:  # cuda, float32: (softmax - one-hot)·grad/count, 0 on ignored rows, in one kernel
+            grad_logits = self.kernels.cross_entropy_backward(self.probs, self.targets, self.ignore_index,
+                                                              grad / self.count)
+            return grad_logits.reshape(self.inputs[0].shape)
         grad_logits = self.probs                                             # softmax ...
         grad_logits[self.rows, self.targets] -= 1                            # ... minus the one-hot target
         if self.valid is not None:
@@ -87,12 +99,16 @@ class LayerNorm(Function):
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         xp = self.xp
+        self.weight = weight
+        self.kernels = fused(xp, x.dtype, *(p.dtype for p in (weight, bias) if p is not None))
+        if self.kernels:  # cuda, float32: one kernel, one block per row; it also writes x̂ and rstd for backward
+            out, self.normalized, self.rstd = self.kernels.layer_norm_forward(x, weight, bias, eps)
+            return out
         mean = _row_mean(xp, x)                                             # (N, 1)
         centered = x - mean
         variance = _row_mean(xp, centered * centered)                        # biased, as LayerNorm defines it
         self.rstd = 1 / xp.sqrt(variance + x.dtype.type(eps))               # saved for the backward pass
         self.normalized = centered * self.rstd                               # x̂
-        self.weight = weight
         out = self.normalized * weight if weight is not None else self.normalized.copy()
         if bias is not None:
             out += bias
@@ -102,6 +118,9 @@ class LayerNorm(Function):
         xp, x_hat = self.xp, self.normalized
         grad_weight = _column_sum(xp, grad * x_hat) if self.weight is not None and self.needs_grad(1) else None
         grad_bias = _column_sum(xp, grad) if len(self.inputs) > 2 and self.needs_grad(2) else None
+        if self.kernels:  # cuda, float32: the three terms below in one kernel, one block per row
+            return (self.kernels.layer_norm_backward(grad, x_hat, self.weight, self.rstd), grad_weight,
+                    grad_bias)[:len(self.inputs)]
         grad_x_hat = grad * self.weight if self.weight is not None else grad
         # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ · x̂))
         #      term 1: direct path; term 2: through the mean; term 3: through the variance
@@ -168,12 +187,16 @@ class Attention(Function):
         xp = self.xp
         self.scale = q.dtype.type(1 / math.sqrt(q.shape[-1]))
         scores = xp.matmul(q, xp.swapaxes(k, -1, -2))                      # (B, H, T, T)
-        scores *= self.scale
-        if causal:
-            scores += causal_mask(xp, q.shape[-2], scores.dtype)
-        scores -= scores.max(axis=-1, keepdims=True)                        # stable softmax
-        probs = xp.exp(scores, out=scores)
-        probs /= probs.sum(axis=-1, keepdims=True)
+        self.kernels = fused(xp, scores.dtype)
+        if self.kernels:  # cuda, float32: scale, causal mask and softmax in one kernel, in place, one block per row
+            probs = self.kernels.attention_softmax_forward(scores, self.scale, causal)
+        else:
+            scores *= self.scale
+            if causal:
+                scores += causal_mask(xp, q.shape[-2], scores.dtype)
+            scores -= scores.max(axis=-1, keepdims=True)                    # stable softmax
+            probs = xp.exp(scores, out=scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
         self.q, self.k, self.v, self.probs = q, k, v, probs
         self.dropout_mask = None
         if dropout_p > 0:
@@ -190,10 +213,13 @@ class Attention(Function):
         if self.dropout_mask is not None:
             grad_probs *= self.dropout_mask
         # softmax backward, row by row: dS = P ⊙ (dP - Σ_j dP⊙P); masked entries have P = 0 so get 0
-        grad_scores = grad_probs
-        grad_scores -= (grad_probs * self.probs).sum(axis=-1, keepdims=True)
-        grad_scores *= self.probs
-        grad_scores *= self.scale                                           # through S = q kᵀ · scale
+        if self.kernels:  # cuda, float32: this and the scale below in one kernel, in place
+            grad_scores = self.kernels.attention_softmax_backward(grad_probs, self.probs, self.scale)
+        else:
+            grad_scores = grad_probs
+            grad_scores -= (grad_probs * self.probs).sum(axis=-1, keepdims=True)
+            grad_scores *= self.probs
+            grad_scores *= self.scale                                       # through S = q kᵀ · scale
         grad_q = xp.matmul(grad_scores, self.k)                             # dS k
         grad_k = xp.matmul(xp.swapaxes(grad_scores, -1, -2), self.q)       # dSᵀ q
         return grad_q, grad_k, grad_v

@@ -1,0 +1,181 @@
+"""One training iteration of the baby GPT on cuda: ours with the fused kernels, ours without them, and PyTorch eager.
+
+    python scripts/gpu_bench.py                      # batch 64, block 256, 6 layers, 6 heads, 384 wide
+    python scripts/gpu_bench.py --batch-size 8 --iters 20
+    python scripts/gpu_bench.py --device cpu --batch-size 2 --iters 2 --block-size 32   # a dry run of this script
+
+One iteration is bench/train_step.py's: forward → loss → backward → clip the global gradient norm to 1.0 → AdamW
+(nanoGPT's groups, lr 1e-3, betas (0.9, 0.99), weight decay 0.1) → zero_grad; float32, dropout 0, bias True, vocab 65.
+All three engines run in this one process (bench/train_step.py, which runs each engine in its own process, is the
+CPU benchmark), start from the same weights and see the same batches; the engines take turns in chunks of
+iterations, the order rotating each round, and each iteration is timed up to a device synchronize. The first batch's
+loss, before any update, is compared across engines as a check that they compute the same function.
+"""
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))                  # gpt, optim, tinygrad_ed
+sys.path.insert(0, str(REPO_ROOT / "bench"))        # torch_reference
+
+import numpy as np  # noqa: E402
+
+from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
+from optim import AdamW, clip_grad_norm_, weight_decay_groups  # noqa: E402
+from tinygrad_ed import Tensor, no_grad  # noqa: E402
+from tinygrad_ed.cuda_kernels import plain_path  # noqa: E402
+from tinygrad_ed.device import array_module, cuda_available  # noqa: E402
+
+LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0   # nanoGPT's shakespeare_char settings
+SEED, N_BATCHES = 1337, 4
+
+
+class Ours:
+    """Our GPT and AdamW; `fused=False` runs every iteration inside plain_path() (the plain cupy code)."""
+
+    def __init__(self, spec, device, fused):
+        self.device, self.fused = device, fused
+        self.model = GPT(GPTConfig(**spec), device=device, seed=SEED)
+        self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), WEIGHT_DECAY), lr=LR, betas=BETAS)
+
+    def batch(self, x, y):
+        return Tensor(x, device=self.device), Tensor(y, device=self.device)
+
+    def loss(self, x, y):
+        with no_grad():
+            return self.model(x, y)[1].item()
+
+    def step(self, x, y):
+        if self.fused:
+            self._step(x, y)
+        else:
+            with plain_path():
+                self._step(x, y)
+
+    def _step(self, x, y):
+        _, loss = self.model(x, y)
+        loss.backward()
+        clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def synchronize(self):
+        if self.device == "cuda":
+            array_module(self.device).cuda.Device().synchronize()
+
+    def memory_bytes(self):
+        return int(array_module(self.device).get_default_memory_pool().total_bytes()) if self.device == "cuda" else None
+
+
+def torch_engine(spec, device, scratch):
+    """bench/torch_reference.py's TorchEngine from our model's initial weights, or (None, why not)."""
+    if importlib.util.find_spec("torch") is None:
+        return None, "torch is not installed"
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        return None, "torch sees no CUDA device"
+    from torch_reference import TorchEngine
+    init_path = Path(scratch) / "init.npz"
+    np.savez(init_path, **GPT(GPTConfig(**spec), seed=SEED).state_dict())
+    engine = TorchEngine(spec, device, init_path, torch.get_num_threads(), LR, BETAS, WEIGHT_DECAY, GRAD_CLIP)
+
+    def loss(x, y):
+        with torch.no_grad():
+            return float(engine.model(x, y)[1].item())
+
+    engine.loss = loss
+    engine.memory_bytes = lambda: int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
+    return engine, None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--block-size", type=int, default=256)
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per engine")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per engine first")
+    parser.add_argument("--rounds", type=int, default=2, help="how often the engines take turns")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not cuda_available():
+        print("gpu_bench: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
+        return 2
+
+    spec = dict(block_size=args.block_size, vocab_size=65, n_layer=6, n_head=6, n_embd=384, dropout=0.0, bias=True)
+    dataset, generator = CharDataset(), np.random.default_rng(SEED)
+    batches = [dataset.get_batch("train", args.batch_size, args.block_size, generator) for _ in range(N_BATCHES)]
+    batches = [(np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())) for x, y in batches]  # Y is a view
+
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
+        engines = {"ours (fused)": Ours(spec, args.device, fused=True),
+                   "ours (plain cupy)": Ours(spec, args.device, fused=False)}
+        torch_note = "skipped (--no-torch)"
+        if not args.no_torch:
+            engine, torch_note = torch_engine(spec, args.device, scratch)
+            if engine is not None:
+                engines["torch eager"] = engine
+        on_device = {name: [engine.batch(x, y) for x, y in batches] for name, engine in engines.items()}
+        first_loss = {name: engine.loss(*on_device[name][0]) for name, engine in engines.items()}
+
+        done = {name: 0 for name in engines}
+
+        def run(name, n, times=None):
+            engine = engines[name]
+            for _ in range(n):
+                x, y = on_device[name][done[name] % N_BATCHES]
+                done[name] += 1
+                start = time.perf_counter()
+                engine.step(x, y)
+                engine.synchronize()
+                if times is not None:
+                    times.append(time.perf_counter() - start)
+
+        for name in engines:
+            run(name, args.warmup)
+        times = {name: [] for name in engines}
+        names = list(engines)
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+            for name in order:
+                run(name, args.iters // args.rounds + (1 if r < args.iters % args.rounds else 0), times[name])
+
+    tokens = args.batch_size * args.block_size
+    reference_loss = first_loss.get("torch eager", first_loss["ours (fused)"])
+    results = {name: {"ms_median": statistics.median(t) * 1e3, "ms_min": min(t) * 1e3, "iters": len(t),
+                      "tokens_per_s": tokens / statistics.median(t), "first_loss": first_loss[name],
+                      "first_loss_rel_diff": abs(first_loss[name] - reference_loss) / abs(reference_loss),
+                      "device_memory_bytes": engines[name].memory_bytes()}
+               for name, t in times.items()}
+    lines = [f"### one training iteration, baby GPT (6/6/384), block {args.block_size}, batch {args.batch_size}, "
+             f"{args.device}, float32", "",
+             "| engine | ms/iter (median) | ms/iter (min) | tokens/s | first-batch loss | rel. diff to torch |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | {r['tokens_per_s']:,.0f} | "
+              f"{r['first_loss']:.6f} | {r['first_loss_rel_diff']:.1e} |" for name, r in results.items()]
+    lines += ["", f"torch: {torch_note or 'ran'}; {args.iters} timed iterations per engine after {args.warmup} "
+              f"warm-up, in {args.rounds} rounds"]
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results, "torch": torch_note or "ran"},
+                                              indent=1) + "\n")
+    fused, plain = results["ours (fused)"]["ms_median"], results["ours (plain cupy)"]["ms_median"]
+    summary = f"ours {fused:.1f} ms/iter (plain cupy {plain:.1f})"
+    if "torch eager" in results:
+        summary += f", torch {results['torch eager']['ms_median']:.1f} ms/iter, ours/torch " \
+                   f"{fused / results['torch eager']['ms_median']:.2f}"
+    print(f"SUMMARY: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
