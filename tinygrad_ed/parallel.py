@@ -81,9 +81,12 @@ class _ShardedLoss(Function):
         for index in range(len(self.inputs)):                              # Σ over shards, per parameter
             total = None
             for replica in self.replica_parameters:
-                shard_grad, replica[index].grad = replica[index].grad, None
+                shard_grad, replica[index].grad = replica[index].grad, None  # the replica lets go of it ...
                 if shard_grad is not None:
-                    total = shard_grad if total is None else total + shard_grad
+                    if total is None:
+                        total = shard_grad
+                    else:
+                        total += shard_grad                                # ... so it can be summed into in place
             grads.append(total)
         return tuple(grads)
 
