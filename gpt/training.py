@@ -76,7 +76,7 @@ class TrainConfig:
     seed: int = 1337                       # seeds the weights, the batches and dropout: the same seed, the same run
     workers: int = 0                       # threads that split each batch (tinygrad_ed/parallel.py); 0 = one per
                                            # CPU core on the cpu, 1 on cuda (one GPU is one worker)
-    peak_flops: Optional[float] = None     # the device's peak FLOP/s, for the MFU in the log; None leaves MFU out.
+    peak_flops: Optional[float] = None     # the device's peak FLOP/s for the MFU in the log; None: assumed_peak_flops()
                                            # e.g. 312e12 (A100 bf16 tensor cores, nanoGPT's reference), 19.5e12
                                            # (A100 plain float32): an assumption you state, not a measurement
 
@@ -108,7 +108,8 @@ class TrainConfig:
             raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
                              f"learning_rate={self.learning_rate}")
         if self.peak_flops is not None and not self.peak_flops > 0:
-            raise ValueError(f"peak_flops must be positive (or None to leave MFU out), got {self.peak_flops}")
+            raise ValueError(f"peak_flops must be positive (or None for the device's assumed peak), got "
+                             f"{self.peak_flops}")
 
     def worker_count(self):
         """How many DataParallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
@@ -205,20 +206,27 @@ def estimate_loss(model, dataset, config):
     return losses
 
 
+def assumed_peak_flops(config):
+    """The peak the MFU is measured against when config.peak_flops is not given. Assumptions, stated here:
+      cpu   100 GFLOP/s per usable core: the float32 matrix-multiply rate bench/train_step.py measured for numpy's
+            OpenBLAS on this project's 2-core AMD EPYC machine (AVX2 FMA at about 3 GHz); close to PyTorch's
+      cuda  67 TFLOP/s: NVIDIA H200 float32 without tensor cores (datasheet), the dtype this engine trains in
+    """
+    return config.peak_flops or (100e9 * usable_cores() if config.device == "cpu" else 67e12)
+
+
 def estimate_mfu(model, config, seconds_per_iter):
-    """Model FLOPs utilisation: achieved FLOP/s over config.peak_flops (nanoGPT's estimate_mfu, PaLM appendix B).
+    """Model FLOPs utilisation: achieved FLOP/s over the peak (nanoGPT's estimate_mfu, PaLM appendix B).
 
     Per token, forward + backward cost about 6N FLOPs for the N weights (2 per multiply-add forward, 4 backward)
-    plus 12·L·H·Q·T for attention over T positions (L layers, H heads, Q head size). None without peak_flops.
+    plus 12·L·H·Q·T for attention over T positions (L layers, H heads, Q head size).
     """
-    if config.peak_flops is None:
-        return None
     cfg = model.config
     N = model.num_parameters() - model.transformer.wpe.weight.size  # nanoGPT counts without position embeddings
     L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
     flops_per_token = 6 * N + 12 * L * H * Q * T
     flops_per_iter = flops_per_token * T * config.batch_size * config.gradient_accumulation_steps
-    return flops_per_iter / seconds_per_iter / config.peak_flops
+    return flops_per_iter / seconds_per_iter / assumed_peak_flops(config)
 
 
 def train(config, dataset=None, log=print, progress=False):
@@ -360,7 +368,7 @@ def train(config, dataset=None, log=print, progress=False):
             mfu = estimate_mfu(model, config, seconds_per_iter)
             say(f"iter {iter_num}: loss {last_loss:.4f}, lr {lr:.2e}, {seconds_per_iter * 1000:.1f} ms/iter, "
                 f"{tokens_per_iter / seconds_per_iter:.0f} tok/s, grad norm {norm:.3f}, update/param {ratio:.1e}"
-                + (f", mfu {mfu * 100:.2f}%" if mfu is not None else "")
+                + f", mfu {mfu * 100:.1f}% of {assumed_peak_flops(config) / 1e9:,.0f} GFLOP/s"
                 + ("" if stepped else " (float16 overflow: step skipped, loss scale lowered)"))
             logs.append((iter_num, last_loss))
             step_seconds, steps_timed = 0.0, 0

@@ -101,12 +101,6 @@ _C32, _ONE32 = np.float32(1.0 / _P), np.float32(1.0)
 _CLAMP32 = np.float32(4.0)
 
 
-# erf_fast works through a large array in blocks of this many elements (128 KiB of float32): its 19 passes then
-# read and write a block that stays in the core's L2 cache, instead of streaming the whole array 19 times through
-# main memory. Measured in a GPT's MLP (393k elements): GELU's forward 15% faster.
-_BLOCK = 1 << 15
-
-
 def erf_fast(xp, x):
     """erf in float32 throughout, |error| < ~7e-7, for training. float16 input is computed in float32 and
     cast back. 19 elementwise passes over memory (exp counts as one), all but three of them in place.
@@ -114,17 +108,7 @@ def erf_fast(xp, x):
     x = xp.asarray(x)
     if x.dtype != np.float32:
         return erf_fast(xp, x.astype(np.float32)).astype(x.dtype, copy=False)
-    if x.size <= _BLOCK:
-        return _erf_fast_block(xp, x.reshape(-1)).reshape(x.shape)
-    flat = x.reshape(-1)
-    out = xp.empty_like(flat)
-    for start in range(0, flat.size, _BLOCK):
-        out[start:start + _BLOCK] = _erf_fast_block(xp, flat[start:start + _BLOCK])
-    return out.reshape(x.shape)
-
-
-def _erf_fast_block(xp, x):
-    """erf_fast's formula on a 1-d float32 array."""
+    shape, x = x.shape, x.reshape(-1)             # 1-d (a view when contiguous), so that out= always works
     a = xp.abs(x)
     xp.minimum(a, _CLAMP32, out=a)
     e = xp.multiply(a, a)
@@ -139,7 +123,7 @@ def _erf_fast_block(xp, x):
         xp.multiply(y, u, out=y)
     xp.multiply(y, e, out=y)                      # y = erfc(|x|)
     xp.subtract(_ONE32, y, out=y)                 # erf(|x|) = 1 - erfc(|x|)
-    return xp.copysign(y, x, out=y)                 # erf is odd; nan stays nan
+    return xp.copysign(y, x, out=y).reshape(shape)  # erf is odd; nan stays nan
 
 
 def erf(xp, x):

@@ -18,7 +18,7 @@ import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from tinygrad_ed.blas import set_blas_threads
+from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.device import array_module
 from tinygrad_ed.functional import cat
 from tinygrad_ed.nn import Module
@@ -109,6 +109,7 @@ class DataParallel(Module):
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="data-parallel")
         if self.workers > 1:
             set_blas_threads(1)  # each worker is a core already: BLAS threads on top would oversubscribe them
+        keep_freed_memory()      # each step frees and allocates the same large arrays again: keep them mapped
 
     def forward(self, inputs, targets=None):
         n = inputs.shape[0]
