@@ -89,7 +89,8 @@ class BenchConfig:
     def model_spec(self):
         """GPTConfig's fields, as both engines build the model from them."""
         return dict(block_size=self.block_size, vocab_size=VOCAB_SIZE, n_layer=self.n_layer, n_head=self.n_head,
-                    n_embd=self.n_embd, dropout=0.0, bias=True)
+                    n_embd=self.n_embd, dropout=0.0, bias=False)  # as train_char_gpt.py and nanoGPT's
+                                                                    # shakespeare_char train: without biases
 
     @property
     def tokens(self):
@@ -507,7 +508,7 @@ def markdown_report(report):
              f"- load average (1 min, this benchmark's processes included) at start {report['load_start'][0]:.2f}, "
              f"at end {report['load_end'][0]:.2f}; the 'other load' column below is the precise measure",
              "- one iteration = forward, loss, backward, clip_grad_norm_(1.0), AdamW step (nanoGPT groups, lr 1e-3, "
-             "betas (0.9, 0.99), weight decay 0.1), zero_grad; float32, dropout 0, bias True, vocab 65",
+             "betas (0.9, 0.99), weight decay 0.1), zero_grad; float32, dropout 0, no biases (as the training presets), vocab 65",
              "- ms/iter: median of the timed iterations after warm-up, [25th–75th percentile]; the engines ran in "
              "separate processes, alternating chunks of iterations on the same batches; ours/torch is the ratio of "
              "medians (below 1: ours is faster), (min) the ratio of the fastest iterations, less sensitive to other "
