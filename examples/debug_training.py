@@ -48,6 +48,8 @@ def main(argv=None):
             grad_std = grad.std(ddof=1) if grad.size > 1 else 0.0
             print(f"{name:40s} | mean: {grad.mean():+.6f}, std: {grad_std:.6f}, max: {np.abs(grad).max():.6f}")
     print("(lm_head.weight is transformer.wte.weight: the two are tied, so it is listed once, as in nanoGPT)")
+    print("(a mean that prints as ±0.000000 is expected where a LayerNorm or softmax follows: their backward "
+          "removes the mean)")
 
     # 5. the global gradient norm: sqrt of the sum of every gradient entry squared
     total_norm = global_grad_norm(model.parameters()).item()

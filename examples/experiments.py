@@ -91,7 +91,7 @@ def describe(losses):
 
 def experiment_lr(dataset, iters=30, seed=SEED, optimizer="sgd"):
     lr = EXPLODING_LR[optimizer]
-    print(f"== lr: {optimizer.upper()} at lr = {lr}, without clipping and with grad_clip = {GRAD_CLIP} "
+    print(f"== lr: {'AdamW' if optimizer == 'adamw' else 'SGD'} at lr = {lr}, without clipping and with grad_clip = {GRAD_CLIP} "
           f"(实践建议 4, 步骤4) ==")
     runs = {}
     for name, grad_clip in (("no clip", 0.0), (f"clip {GRAD_CLIP}", GRAD_CLIP)):
@@ -248,6 +248,8 @@ def main(argv=None):
     parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
                         help="the optimizer of the lr experiment (clipping matters for sgd; see EXPLODING_LR)")
     args = parser.parse_args(argv)
+    if args.seeds < 1 or (args.iters is not None and args.iters < 1):
+        parser.error("--seeds and --iters must be at least 1")
     if args.iters is not None and args.iters < 1:
         parser.error(f"--iters must be at least 1, got {args.iters}")
 

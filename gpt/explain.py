@@ -145,8 +145,8 @@ LABELS = {
                               "learning_rate)",
         "ratio_large": "above 0.01: large steps, a risk of instability (lower learning_rate)",
         "ratio_none": "all zeros (fresh biases): no size to compare the step with",
-        "ratio_log": "train()'s log line shows update/param = {ratio}: the same ratio per tensor, averaged over "
-                     "the {n} tensors that are not all zeros",
+        "ratio_log": "train()'s log line shows update/param = {ratio}: there ‖Δp‖/‖p‖ is taken per tensor and "
+                     "averaged over the {n} tensors that are not all zeros, so it differs from the group ratios above",
         "group_decay": "decay", "group_no_decay": "no-decay",
         "done": "That was iteration 0 of train(config): next come zero_grad() (总结图 2.5：清空梯度), the log line, and "
                 "iteration 1 with the next batch. Explain mode saves no checkpoint.",
@@ -247,7 +247,8 @@ LABELS = {
         "ratio_small_warmup": "小于 0.001：步子很小，预热阶段正常如此（lr 只有 learning_rate 的 {percent}）",
         "ratio_large": "大于 0.01：步子太大，训练可能不稳定（调小 learning_rate）",
         "ratio_none": "全为 0（新初始化的偏置）：没有大小可比",
-        "ratio_log": "train() 的日志行显示 update/param = {ratio}：同样的比例，按张量计算后对 {n} 个非零张量求平均",
+        "ratio_log": "train() 的日志行显示 update/param = {ratio}：那里 ‖Δp‖/‖p‖ 按张量计算，再对 {n} 个非零张量求平均，"
+                     "所以与上面按组计算的比例不同",
         "group_decay": "权重衰减组", "group_no_decay": "不衰减组",
         "done": "以上就是 train(config) 的第0次迭代：接下来是 zero_grad()（总结图 2.5：清空梯度）、日志行，"
                 "然后用下一批数据进行第1次迭代。explain 模式不保存 checkpoint。",

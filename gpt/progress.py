@@ -65,7 +65,7 @@ class ProgressBar:
         fraction = iter_num / self.total if self.total > 0 else 1.0
         filled = int(round(fraction * self.width))
         bar = "#" * filled + "." * (self.width - filled)
-        loss_text = f" loss {loss:.4f}" if loss is not None else ""
+        loss_text = f" last logged loss {loss:.4f}" if loss is not None else ""
         return (f"[{bar}] {iter_num}/{self.total}{loss_text} elapsed {format_duration(elapsed)} "
                 f"eta {format_duration(eta)}")
 

@@ -283,7 +283,7 @@ def test_progress_bar_redraws_in_a_terminal_and_prints_lines_elsewhere():
     bar = ProgressBar(total=4, stream=terminal)
     bar.update(4, loss=1.5)
     bar.close()
-    assert terminal.getvalue().startswith("\r[") and "4/4 loss 1.5000" in terminal.getvalue()
+    assert terminal.getvalue().startswith("\r[") and "4/4 last logged loss 1.5000" in terminal.getvalue()
 
     log_file = io.StringIO()
     bar = ProgressBar(total=100, start=50, stream=log_file, plain_every_s=0.0)
