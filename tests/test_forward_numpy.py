@@ -271,3 +271,11 @@ def test_cross_entropy_of_huge_logits(dtype):
     close(loss.item(), expected, rtol=1e-6)
     loss.backward()
     assert np.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_gradient_far_out_is_one_on_the_right_and_zero_on_the_left(dtype):
+    from tinygrad_ed import Tensor
+    x = Tensor(np.array([-1e4, -50.0, -12.0, 12.0, 50.0, 1e4], dtype=dtype), requires_grad=True)
+    x.gelu().sum().backward()
+    np.testing.assert_allclose(x.grad, [0, 0, 0, 1, 1, 1], atol=1e-6)

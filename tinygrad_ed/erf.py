@@ -97,17 +97,25 @@ _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)  # a1 .
 _FAST_COEFFICIENTS = tuple(np.float32(a / _P ** (k + 1)) for k, a in enumerate(_A))  # a_k / p^k
 # float32 constants, so that no Python float can promote a float32 array to float64 along the way.
 _C32, _ONE32 = np.float32(1.0 / _P), np.float32(1.0)
-# In float32 erf(x) rounds to +-1 beyond |x| ~ 3.9; clamping at 4 keeps x*x finite for huge |x| and inf.
-_CLAMP32 = np.float32(4.0)
+# In float32 erf(x) rounds to +-1 beyond |x| ~ 3.9; clamping |x| at 9 keeps x*x finite for huge |x| and inf,
+# while the Gaussian exp(-x^2) returned beside erf stays a normal float32 (exp(-81) = 6.6e-36 > 1.2e-38) that is
+# as good as 0 for any use of it: GELU's backward multiplies it by x.
+_CLAMP32 = np.float32(9.0)
 
 
 def erf_fast(xp, x):
     """erf in float32 throughout, |error| < ~7e-7, for training. float16 input is computed in float32 and
     cast back. 19 elementwise passes over memory (exp counts as one), all but three of them in place.
     erf(+-inf) = +-1, erf(nan) = nan."""
+    return erf_fast_with_gaussian(xp, x)[0]
+
+
+def erf_fast_with_gaussian(xp, x):
+    """(erf(x), exp(-x²)): erf_fast and the Gaussian it computes on the way, which GELU's backward reuses."""
     x = xp.asarray(x)
     if x.dtype != np.float32:
-        return erf_fast(xp, x.astype(np.float32)).astype(x.dtype, copy=False)
+        y, e = erf_fast_with_gaussian(xp, x.astype(np.float32))
+        return y.astype(x.dtype, copy=False), e.astype(x.dtype, copy=False)
     shape, x = x.shape, x.reshape(-1)             # 1-d (a view when contiguous), so that out= always works
     a = xp.abs(x)
     xp.minimum(a, _CLAMP32, out=a)
@@ -123,7 +131,16 @@ def erf_fast(xp, x):
         xp.multiply(y, u, out=y)
     xp.multiply(y, e, out=y)                      # y = erfc(|x|)
     xp.subtract(_ONE32, y, out=y)                 # erf(|x|) = 1 - erfc(|x|)
-    return xp.copysign(y, x, out=y).reshape(shape)  # erf is odd; nan stays nan
+    xp.copysign(y, x, out=y)                      # erf is odd; nan stays nan
+    return y.reshape(shape), e.reshape(shape)
+
+
+def erf_with_gaussian(xp, x):
+    """(erf(x), exp(-x²)) elementwise, by dtype as erf() chooses: the fast form shares one exp between the two."""
+    x = xp.asarray(x)
+    if x.dtype in (np.float32, np.float16):
+        return erf_fast_with_gaussian(xp, x)
+    return erf_accurate(xp, x), xp.exp(-(x * x))
 
 
 def erf(xp, x):

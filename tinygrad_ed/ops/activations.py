@@ -2,7 +2,7 @@
 import math
 
 from tinygrad_ed.cuda_kernels import fused
-from tinygrad_ed.erf import erf
+from tinygrad_ed.erf import erf_with_gaussian
 from tinygrad_ed.tensor import Function
 
 
@@ -21,10 +21,13 @@ class Gelu(Function):
         if approximate == "tanh":
             self.t = xp.tanh(c(math.sqrt(2 / math.pi)) * (x + c(0.044715) * x * x * x))
             return c(0.5) * x * (1 + self.t)
-        cdf = erf(xp, x * c(1 / math.sqrt(2)))                     # Φ(x) = (1 + erf(x/√2)) / 2,
-        cdf += c(1)                                                  # computed in place: every pass over a
-        cdf *= c(0.5)                                                # large array costs as much as the math
-        self.cdf = cdf
+        # Φ(x) = (1 + erf(x/√2)) / 2, and for backward the density φ(x) = e^(-x²/2)/√(2π): erf's own
+        # Gaussian e^(-(x/√2)²), which it computes anyway. In place: a pass over memory costs as much as the math
+        cdf, pdf = erf_with_gaussian(xp, x * c(1 / math.sqrt(2)))
+        cdf += c(1)
+        cdf *= c(0.5)
+        pdf *= c(1 / math.sqrt(2 * math.pi))
+        self.cdf, self.pdf = cdf, pdf
         return x * cdf
 
     def backward(self, grad):
@@ -35,9 +38,11 @@ class Gelu(Function):
             # d/dx = 0.5(1 + t) + 0.5x(1 - t²)·√(2/π)(1 + 3·0.044715x²)
             inner = c(math.sqrt(2 / math.pi)) * (1 + c(3 * 0.044715) * x * x)
             return grad * (c(0.5) * (1 + self.t) + c(0.5) * x * (1 - self.t * self.t) * inner)
-        # d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = e^(-x²/2)/√(2π) the normal density
-        pdf = xp.exp(c(-0.5) * x * x) * c(1 / math.sqrt(2 * math.pi))
-        return grad * (self.cdf + x * pdf)
+        # d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = e^(-x²/2)/√(2π) the normal density (saved by forward)
+        grad_x = x * self.pdf
+        grad_x += self.cdf
+        grad_x *= grad
+        return grad_x
 
 
 class Softmax(Function):
