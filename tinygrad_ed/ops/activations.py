@@ -31,7 +31,7 @@ class Gelu(Function):
         return x * cdf
 
     def backward(self, grad):
-        xp, x, c = self.xp, self.x, self.x.dtype.type
+        x, c = self.x, self.x.dtype.type
         if self.kernels:  # cuda, float32: grad·(Φ(x) + x·φ(x)) in one kernel, Φ recomputed from x
             return self.kernels.gelu_backward(x, grad)
         if self.approximate == "tanh":
