@@ -2,7 +2,7 @@
 
 Both runs train nanoGPT's CPU shakespeare_char config (examples/train_char_gpt.py's defaults) from the same initial
 weights, on the same batches, with the same learning-rate schedule, AdamW groups, clipping and evaluation batches.
-Each engine runs in its own process, one after the other, with all cores (ours: one DataParallel worker thread per
+Each engine runs in its own process, one after the other, with all cores (ours: one data-parallel worker per
 core; torch: its intra-op threads). PyTorch is a benchmark-only reference (pip install torch==2.13.0).
 
     python bench/train_run.py                      # 2000 iterations each: about 3-4 minutes on 2 cores

@@ -140,8 +140,8 @@ class OursEngine:
         self.model.load_state_dict(np.load(init_path))
         self.model.train()
         # as gpt/training.py runs it: on the CPU one worker thread per core, each on a slice of the batch
-        from tinygrad_ed.parallel import DataParallel
-        self.runner = DataParallel(self.model, threads) if device == "cpu" and threads > 1 else self.model
+        from tinygrad_ed.process_parallel import data_parallel
+        self.runner = data_parallel(self.model, threads if device == "cpu" else 1)
         self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), weight_decay), lr=lr, betas=betas)
 
     def batch(self, x, y):

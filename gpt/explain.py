@@ -15,9 +15,9 @@ and AdamW. What it prints is what train(config) computes for its first update, i
                         optimizer's own step through optimizer.watch()/last_update(), not recomputed beside it)
     then the learning rate (warmup) and the update / parameter ratio per group (part 5's health check).
 
-NOTE: two differences from train(). The micro-steps run on the plain model, not through DataParallel: the same
-gradient up to float rounding (threads sum a split batch in another order), but with dropout > 0 train()'s threads
-draw other masks, so only train(workers=1) repeats a dropout run exactly (tests/test_explain.py checks it bit for
+NOTE: two differences from train(). The micro-steps run on the plain model, not split over data-parallel workers:
+the same gradient up to float rounding (the workers sum a split batch in another order), but with dropout > 0 the
+workers draw other masks, so only train(workers=1) repeats a dropout run exactly (tests/test_explain.py checks it bit for
 bit). And there is no evaluation and no checkpoint.
 """
 import difflib
@@ -48,7 +48,7 @@ LABELS = {
         "config": "config: {config}",
         "model": "model: {n_params} parameters, a vocabulary of {vocab} characters; seed {seed}: the same weights "
                  "and batches as train() with this seed",
-        "parallel": "note: train() splits each batch over {workers} threads (DataParallel); here the micro-steps run "
+        "parallel": "note: train() splits each batch over {workers} worker processes; here the micro-steps run "
                     "on the plain model: the same gradient up to float rounding",
         "parallel_dropout": "note: with dropout {dropout} train()'s {workers} threads draw other dropout masks than "
                             "the plain model; train(workers=1) repeats these numbers exactly",
@@ -157,7 +157,7 @@ LABELS = {
         "config": "配置：{config}",
         "model": "模型：{n_params} 个参数，词表 {vocab} 个字符；随机种子 {seed}：与用同一种子的 train() "
                  "相同的初始参数和批次",
-        "parallel": "注意：train() 把每个批次分给 {workers} 个线程（DataParallel）；这里的微步直接在模型上运行："
+        "parallel": "注意：train() 把每个批次分给 {workers} 个工作进程；这里的微步直接在模型上运行："
                     "梯度相同（只差浮点舍入）",
         "parallel_dropout": "注意：dropout = {dropout} 时，train() 的 {workers} 个线程抽取的 dropout 掩码与单个"
                             "模型不同；train(workers=1) 才能精确重现这些数字",

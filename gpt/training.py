@@ -29,7 +29,8 @@ from gpt.model import GPT, GPTConfig
 from gpt.progress import ProgressBar
 from optim import AdamW, GradScaler, clip_grad_norm_, get_lr, global_grad_norm, weight_decay_groups
 from tinygrad_ed import no_grad
-from tinygrad_ed.parallel import DataParallel, usable_cores
+from tinygrad_ed.parallel import usable_cores
+from tinygrad_ed.process_parallel import data_parallel
 from tinygrad_ed.device import DEVICES
 
 CHECKPOINT_NAME = "ckpt.npz"
@@ -112,7 +113,7 @@ class TrainConfig:
                              f"{self.peak_flops}")
 
     def worker_count(self):
-        """How many DataParallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
+        """How many data-parallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
         if self.workers:
             return self.workers
         return usable_cores() if self.device == "cpu" else 1
@@ -258,10 +259,9 @@ def train(config, dataset=None, log=print, progress=False):
     half_model = GPT(replace(model_config, dtype="float16"), config.device, config.seed) \
         if config.dtype == "float16" else None
     compute_model = half_model if half_model is not None else model
-    # use every CPU core: each worker thread runs forward and backward on a slice of the batch, and their gradients
-    # are summed into the model's, exactly as one big forward and backward would compute them
-    workers = config.worker_count()
-    runner = DataParallel(compute_model, workers) if workers > 1 else compute_model
+    # use every CPU core: each worker (a process, tinygrad_ed/process_parallel.py) runs forward and backward on a
+    # slice of the batch, and their gradients are summed into the model's, as one big forward and backward would be
+    runner = data_parallel(compute_model, config.worker_count())
     batch_generator = np.random.default_rng(config.seed)  # which windows of text each training batch holds
     iter_num, best_val_loss = 0, math.inf
     if config.init_from == "resume":

@@ -1,4 +1,5 @@
-"""DataParallel: splitting the batch across threads must give the same loss and gradients as one forward/backward."""
+"""Data parallelism: splitting the batch across worker threads (DataParallel) or worker processes
+(ProcessDataParallel) must give the same loss and gradients as one forward/backward."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -7,6 +8,9 @@ from gpt import GPT, GPTConfig
 from tinygrad_ed import Tensor, no_grad
 from tinygrad_ed import parallel
 from tinygrad_ed.parallel import DataParallel, replicate
+from tinygrad_ed.process_parallel import ProcessDataParallel, data_parallel
+
+KINDS = [DataParallel, ProcessDataParallel]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,9 +31,10 @@ def batch(batch_size, length, seed):
     return (Tensor(rng.integers(0, 11, (batch_size, length))), Tensor(rng.integers(0, 11, (batch_size, length))))
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=10, deadline=None)
 @given(batch_size=st.integers(1, 5), workers=st.integers(1, 4), length=st.integers(1, 8), seed=st.integers(0, 99))
-def test_sharded_gradients_equal_the_full_batch_gradients(batch_size, workers, length, seed):
+def test_sharded_gradients_equal_the_full_batch_gradients(kind, batch_size, workers, length, seed):
     model = tiny_model()
     X, Y = batch(batch_size, length, seed)
     _, loss = model(X, Y)
@@ -37,17 +42,18 @@ def test_sharded_gradients_equal_the_full_batch_gradients(batch_size, workers, l
     expected = {name: param.grad.copy() for name, param in model.named_parameters()}
     model.zero_grad()
 
-    _, parallel_loss = DataParallel(model, workers)(X, Y)
+    _, parallel_loss = kind(model, workers)(X, Y)
     parallel_loss.backward()
     assert parallel_loss.item() == pytest.approx(loss.item(), rel=1e-12)
     for name, param in model.named_parameters():
         np.testing.assert_allclose(param.grad, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
 
 
-def test_gradients_accumulate_across_parallel_backwards_like_plain_ones():
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_accumulate_across_parallel_backwards_like_plain_ones(kind):
     model = tiny_model()
     X, Y = batch(4, 8, 1)
-    parallel = DataParallel(model, 2)
+    parallel = kind(model, 2)
     for _ in range(2):
         _, loss = parallel(X, Y)
         loss.backward()
@@ -68,21 +74,23 @@ def test_replicas_share_weights_but_not_gradients():
     assert replica.transformer.wte.weight.data[0, 0] == model.transformer.wte.weight.data[0, 0]
 
 
-def test_dropout_runs_are_reproducible_from_the_model_seed():
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_runs_are_reproducible_from_the_model_seed(kind):
     X, Y = batch(4, 8, 2)
     losses = []
     for _ in range(2):
-        parallel = DataParallel(tiny_model(dropout=0.3, seed=5), 2)
+        parallel = kind(tiny_model(dropout=0.3, seed=5), 2)
         losses.append([parallel(X, Y)[1].item() for _ in range(3)])
     assert losses[0] == losses[1]
     assert len(set(losses[0])) == 3  # dropout draws new masks at each forward
 
 
-def test_eval_under_no_grad_builds_no_graph_and_matches():
+@pytest.mark.parametrize("kind", KINDS)
+def test_eval_under_no_grad_builds_no_graph_and_matches(kind):
     model = tiny_model(dropout=0.3).eval()
     X, Y = batch(3, 8, 3)
     with no_grad():
-        logits, loss = DataParallel(model, 2)(X, Y)
+        logits, loss = kind(model, 2).eval()(X, Y)
         expected_logits, expected = model(X, Y)
     assert not loss.requires_grad
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
@@ -100,3 +108,36 @@ def test_small_batches_run_whole_in_the_calling_thread(monkeypatch):
     loss.backward()
     assert calls == []                                 # no thread hand-off
     assert model.transformer.wte.weight.grad is not None
+
+
+def test_worker_processes_see_the_optimizers_in_place_updates():
+    from optim import AdamW
+    model, reference = tiny_model(), tiny_model()
+    X, Y = batch(4, 8, 5)
+    parallel = ProcessDataParallel(model, 2)
+    optimizer, reference_optimizer = AdamW(model.parameters(), lr=0.1), AdamW(reference.parameters(), lr=0.1)
+    for _ in range(3):                 # if the worker kept the old weights, the second step's gradients would differ
+        for runner, opt in ((parallel, optimizer), (reference, reference_optimizer)):
+            _, loss = runner(X, Y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    for (name, param), (_, expected) in zip(model.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(param.data, expected.data, rtol=1e-7, atol=1e-8, err_msg=name)
+
+
+def test_a_failure_in_a_worker_process_is_raised_in_the_main_process():
+    parallel = ProcessDataParallel(tiny_model(), 2)
+    X, Y = batch(4, 8, 6)
+    Y.data[3, 0] = 99                  # an id outside the vocabulary, in the worker's half of the batch
+    with pytest.raises(RuntimeError, match="worker process failed"):
+        parallel(X, Y)
+    Y.data[3, 0] = 1                   # the worker keeps serving after reporting the error
+    _, loss = parallel(X, Y)
+    assert np.isfinite(loss.item())
+
+
+def test_data_parallel_picks_processes_on_the_cpu_and_the_model_itself_for_one_worker():
+    model = tiny_model()
+    assert data_parallel(model, 1) is model
+    assert isinstance(data_parallel(model, 2), ProcessDataParallel)
