@@ -196,6 +196,20 @@ class OursEngine:
 # ----------------------------------------------------------------------------------------------------------
 # worker: one engine, one config, driven over stdin/stdout with one JSON object per line
 
+def _children_peak_kib():
+    """Sum of the peak resident memory (VmHWM) of this process's live child processes, in KiB (Linux; 0 elsewhere).
+    Memory they share with this process (the model's weights) is counted once more per child: an overestimate."""
+    total = 0
+    for children_file in Path("/proc/self/task").glob("*/children"):
+        for pid in children_file.read_text().split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return total
+
+
 def _resident_kib():
     """This process's resident memory now, in KiB (Linux /proc; None elsewhere)."""
     try:
@@ -312,7 +326,9 @@ def run_worker(args):
             reps = int(min(max(0.3 / max(estimate, 1e-9), 10), 5000))   # ≈0.3 s of repetitions
             send(seconds=engine.matmul_seconds(m, k, n, reps=reps), reps=reps)
         elif command["cmd"] == "exit":
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # Linux: KiB
+            # Linux: KiB; plus the peaks of this worker's own child processes (our data-parallel workers), so an
+            # engine that splits its work over processes is charged for all of them
+            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + _children_peak_kib()
             send(peak_rss_kib=peak_kib, device_memory_bytes=engine.device_memory_bytes())
             return
         else:
