@@ -239,9 +239,22 @@ def _process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _child_pids(pid):
+    """The live child processes of `pid` (Linux /proc; [] elsewhere): an engine's data-parallel workers."""
+    pids = []
+    for children_file in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(child) for child in children_file.read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
 def _cpu_snapshot(workers):
-    """(wall time, machine busy, this benchmark's own CPU): their differences give the other processes' load."""
-    own = [_process_cpu_seconds(worker.process.pid) for worker in workers.values()]
+    """(wall time, machine busy, this benchmark's own CPU): their differences give the other processes' load.
+    An engine's own CPU includes its child processes' (a worker process that lives as long as the engine)."""
+    pids = [worker.process.pid for worker in workers.values()]
+    own = [_process_cpu_seconds(pid) for pid in pids + [child for pid in pids for child in _child_pids(pid)]]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     busy = _machine_busy_seconds()
     if busy is None or None in own:
