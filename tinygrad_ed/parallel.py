@@ -91,7 +91,21 @@ class _ShardedLoss(Function):
         return tuple(grads)
 
 
-class DataParallel(Module):
+class ParallelWrapper(Module):
+    """What every data-parallel wrapper shares: the wrapped model (`self.module`) owns the parameters that train
+    and get saved, and train() / eval() reach it and the replicas through Module's walk over sub-modules."""
+
+    def named_parameters(self):
+        return self.module.named_parameters()
+
+    def state_dict(self):
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict):
+        return self.module.load_state_dict(state_dict)
+
+
+class DataParallel(ParallelWrapper):
     """Wrap a model whose forward(inputs, targets) returns (output, mean loss); split the batch (axis 0) across
     `workers` threads. `workers` defaults to the number of CPU cores."""
 
@@ -139,13 +153,3 @@ class DataParallel(Module):
         loss = _ShardedLoss.apply(*self._parameters, shard_losses=losses, weights=weights,
                                   replica_parameters=self._replica_parameters[:count], run=run)
         return outputs, loss
-
-    # the wrapped model's parameters are the ones that train and get saved
-    def named_parameters(self):
-        return self.module.named_parameters()
-
-    def state_dict(self):
-        return self.module.state_dict()
-
-    def load_state_dict(self, state_dict):
-        return self.module.load_state_dict(state_dict)

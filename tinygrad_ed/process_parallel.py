@@ -22,9 +22,8 @@ import numpy as np
 from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.device import array_module
 from tinygrad_ed.functional import cat
-from tinygrad_ed.nn import Module
 from tinygrad_ed import parallel
-from tinygrad_ed.parallel import DataParallel, _generator_slots, replicate, usable_cores
+from tinygrad_ed.parallel import DataParallel, ParallelWrapper, _generator_slots, replicate, usable_cores
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled, no_grad
 
 
@@ -117,7 +116,7 @@ class _ShardedLoss(Function):
         return tuple(grads)
 
 
-class ProcessDataParallel(Module):
+class ProcessDataParallel(ParallelWrapper):
     """DataParallel with worker processes (see the module docstring); the same interface and the same results.
     Wraps a model on the cpu whose forward(inputs, targets) returns (output, mean loss). Create it after the
     optimizer and before training; its workers stop when it is garbage collected or the program exits."""
@@ -171,7 +170,6 @@ class ProcessDataParallel(Module):
             self.connections[shard - 1].send(("forward", (
                 inputs.numpy()[low:high], None if targets is None else targets.numpy()[low:high],
                 self.training, is_grad_enabled(), seeds[shard])))
-        self.replica.train(self.training)
         if self._source_generator is not None:
             generator = array_module(inputs.device).random.default_rng(seeds[0])
             for owner, name in self._replica_generator_slots:
@@ -191,21 +189,6 @@ class ProcessDataParallel(Module):
 
     def shard_losses(self, main_loss):
         return [main_loss.data] + [loss for _, loss in self._worker_results]
-
-    def train(self, mode=True):
-        self.training = mode
-        self.module.train(mode)
-        self.replica.train(mode)
-        return self
-
-    def named_parameters(self):
-        return self.module.named_parameters()
-
-    def state_dict(self):
-        return self.module.state_dict()
-
-    def load_state_dict(self, state_dict):
-        return self.module.load_state_dict(state_dict)
 
 
 def data_parallel(model, workers):
