@@ -59,6 +59,12 @@ def _generator_slots(module):
             if hasattr(value, "bit_generator")]
 
 
+def set_generators(slots, generator):
+    """Point every generator slot (see _generator_slots) at `generator`."""
+    for owner, name in slots:
+        setattr(owner, name, generator)
+
+
 # A shard smaller than this many tokens costs more in thread hand-offs (tens of microseconds each) than its share
 # of the work saves: such batches run whole, in the calling thread.
 MIN_SHARD_TOKENS = 256
@@ -93,7 +99,28 @@ class _ShardedLoss(Function):
 
 class ParallelWrapper(Module):
     """What every data-parallel wrapper shares: the wrapped model (`self.module`) owns the parameters that train
-    and get saved, and train() / eval() reach it and the replicas through Module's walk over sub-modules."""
+    and get saved, and train() / eval() reach it and the replicas through Module's walk over sub-modules; the
+    batch is cut into shards the same way, and each shard's dropout is seeded the same way."""
+
+    def __init__(self, model, workers):
+        self.workers = max(1, workers or usable_cores())
+        self.module = model
+        # dropout: one generator per shard, reseeded from the model's own generator at every forward, so a run is
+        # reproducible (workers drawing from one shared generator would take turns in any order)
+        model_generators = _generator_slots(model)
+        self._source_generator = getattr(*model_generators[0]) if model_generators else None
+
+    def _shards(self, inputs):
+        """(first row, end row) of each shard of the batch: up to `workers`, none under MIN_SHARD_TOKENS tokens."""
+        n = inputs.shape[0]
+        count = max(1, min(self.workers, n, inputs.size // MIN_SHARD_TOKENS))
+        return [(start * n // count, (start + 1) * n // count) for start in range(count)]
+
+    def _dropout_seeds(self, count):
+        """One seed per shard, drawn from the model's own generator while training; None where nothing is drawn."""
+        if not self.training or self._source_generator is None:
+            return [None] * count
+        return [int(self._source_generator.integers(2 ** 62)) for _ in range(count)]
 
     def named_parameters(self):
         return self.module.named_parameters()
@@ -110,13 +137,8 @@ class DataParallel(ParallelWrapper):
     `workers` threads. `workers` defaults to the number of CPU cores."""
 
     def __init__(self, model, workers=None):
-        self.workers = max(1, workers or usable_cores())
-        self.module = model
+        super().__init__(model, workers)
         self.replicas = [replicate(model) for _ in range(self.workers)]
-        # dropout: one generator per replica, reseeded from the model's own generator at every forward, so a
-        # run is reproducible (threads drawing from one shared generator would take turns in any order)
-        model_generators = _generator_slots(model)
-        self._source_generator = getattr(*model_generators[0]) if model_generators else None
         self._replica_generator_slots = [_generator_slots(replica) for replica in self.replicas]
         self._parameters = model.parameters()                                  # the lists never change: walk
         self._replica_parameters = [replica.parameters() for replica in self.replicas]  # the modules once
@@ -126,23 +148,18 @@ class DataParallel(ParallelWrapper):
         keep_freed_memory()      # each step frees and allocates the same large arrays again: keep them mapped
 
     def forward(self, inputs, targets=None):
-        n = inputs.shape[0]
-        count = max(1, min(self.workers, n, inputs.size // MIN_SHARD_TOKENS))
-        shards = [(start * n // count, (start + 1) * n // count) for start in range(count)]
+        shards = self._shards(inputs)
+        count, n = len(shards), inputs.shape[0]
         run = self._pool.map if count > 1 else map  # one shard: no thread hand-off at all
-
-        if self.training and self._source_generator is not None:
-            for slots in self._replica_generator_slots[:len(shards)]:
-                seed = int(self._source_generator.integers(2 ** 62))
-                generator = array_module(inputs.device).random.default_rng(seed)
-                for owner, name in slots:
-                    setattr(owner, name, generator)
+        for slots, seed in zip(self._replica_generator_slots, self._dropout_seeds(count)):
+            if seed is not None:
+                set_generators(slots, array_module(inputs.device).random.default_rng(seed))
 
         def shard_forward(shard):
             (low, high), replica = shards[shard], self.replicas[shard]
             return replica(inputs[low:high], targets[low:high] if targets is not None else None)
 
-        results = list(run(shard_forward, range(len(shards))))
+        results = list(run(shard_forward, range(count)))
         outputs = cat([output.detach() for output, _ in results], axis=0) if count > 1 else results[0][0].detach()
         if targets is None:
             return outputs, None

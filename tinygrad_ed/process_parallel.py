@@ -20,10 +20,8 @@ import weakref
 import numpy as np
 
 from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
-from tinygrad_ed.device import array_module
 from tinygrad_ed.functional import cat
-from tinygrad_ed import parallel
-from tinygrad_ed.parallel import DataParallel, ParallelWrapper, _generator_slots, replicate, usable_cores
+from tinygrad_ed.parallel import DataParallel, ParallelWrapper, _generator_slots, replicate, set_generators
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled, no_grad
 
 
@@ -45,9 +43,8 @@ def _serve(connection, model, gradients):
             if command == "forward":
                 inputs, targets, training, grad_enabled, seed = payload
                 model.train(training)
-                generator = np.random.default_rng(seed)
-                for owner, name in slots:
-                    setattr(owner, name, generator)
+                if seed is not None:
+                    set_generators(slots, np.random.default_rng(seed))
                 targets = Tensor(targets) if targets is not None else None
                 if grad_enabled:
                     outputs, loss = model(Tensor(inputs), targets)
@@ -124,16 +121,13 @@ class ProcessDataParallel(ParallelWrapper):
     def __init__(self, model, workers=None):
         if model.parameters()[0].device != "cpu":
             raise ValueError("ProcessDataParallel runs on the cpu; on cuda one GPU is one worker")
-        self.workers = max(1, workers or usable_cores())
-        self.module = model
+        super().__init__(model, workers)
         parameters = model.parameters()
         for parameter, shared in zip(parameters, _shared_arrays([p.data for p in parameters])):
             shared[...] = parameter.data
             parameter.data = shared              # the optimizer now updates the shared weights, in place
         self.replica = replicate(model)           # the main process's shard, with its own gradients
         self.replica_parameters = self.replica.parameters()
-        model_generators = _generator_slots(model)
-        self._source_generator = getattr(*model_generators[0]) if model_generators else None
         self._replica_generator_slots = _generator_slots(self.replica)
         set_blas_threads(1)   # each process is a core already (the workers inherit this)
         keep_freed_memory()
@@ -154,26 +148,17 @@ class ProcessDataParallel(ParallelWrapper):
         """Stop the worker processes now."""
         self._finalizer()
 
-    def _seeds(self, count):
-        """One dropout seed per shard, drawn from the model's own generator: a run is reproducible."""
-        if not self.training or self._source_generator is None:
-            return [0] * count
-        return [int(self._source_generator.integers(2 ** 62)) for _ in range(count)]
-
     def forward(self, inputs, targets=None):
-        n = inputs.shape[0]
-        count = max(1, min(self.workers, n, inputs.size // parallel.MIN_SHARD_TOKENS))
-        shards = [(s * n // count, (s + 1) * n // count) for s in range(count)]
-        seeds = self._seeds(count)
+        shards = self._shards(inputs)
+        count, n = len(shards), inputs.shape[0]
+        seeds = self._dropout_seeds(count)
         for shard in range(1, count):  # the workers start first, then this process computes shard 0
             low, high = shards[shard]
             self.connections[shard - 1].send(("forward", (
                 inputs.numpy()[low:high], None if targets is None else targets.numpy()[low:high],
                 self.training, is_grad_enabled(), seeds[shard])))
-        if self._source_generator is not None:
-            generator = array_module(inputs.device).random.default_rng(seeds[0])
-            for owner, name in self._replica_generator_slots:
-                setattr(owner, name, generator)
+        if seeds[0] is not None:
+            set_generators(self._replica_generator_slots, np.random.default_rng(seeds[0]))
         low, high = shards[0]
         output, main_loss = self.replica(inputs[low:high], targets[low:high] if targets is not None else None)
         self._worker_results = [_receive(self.connections[shard - 1]) for shard in range(1, count)]
