@@ -105,10 +105,13 @@ class _ShardedLoss(Function):
             _receive(owner.connections[shard])
         grads = []
         for index, replica_parameter in enumerate(owner.replica_parameters):
-            total, replica_parameter.grad = replica_parameter.grad, None
+            total, replica_parameter.grad = replica_parameter.grad, None  # the replica's own array: ours to add into
             for shard in range(workers):
                 worker_grad = owner.worker_gradients[shard][index]
-                total = worker_grad.copy() if total is None else total + worker_grad
+                if total is None:
+                    total = worker_grad.copy()
+                else:
+                    total += worker_grad
             grads.append(total)
         return tuple(grads)
 
