@@ -105,6 +105,7 @@ class ParallelWrapper(Module):
     def __init__(self, model, workers):
         self.workers = max(1, workers or usable_cores())
         self.module = model
+        self._parameters = model.parameters()  # the list never changes: walk the modules once, not every step
         # dropout: one generator per shard, reseeded from the model's own generator at every forward, so a run is
         # reproducible (workers drawing from one shared generator would take turns in any order)
         model_generators = _generator_slots(model)
@@ -140,8 +141,7 @@ class DataParallel(ParallelWrapper):
         super().__init__(model, workers)
         self.replicas = [replicate(model) for _ in range(self.workers)]
         self._replica_generator_slots = [_generator_slots(replica) for replica in self.replicas]
-        self._parameters = model.parameters()                                  # the lists never change: walk
-        self._replica_parameters = [replica.parameters() for replica in self.replicas]  # the modules once
+        self._replica_parameters = [replica.parameters() for replica in self.replicas]
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="data-parallel")
         if self.workers > 1:
             set_blas_threads(1)  # each worker is a core already: BLAS threads on top would oversubscribe them

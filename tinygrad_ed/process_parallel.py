@@ -125,7 +125,7 @@ class ProcessDataParallel(ParallelWrapper):
         if model.parameters()[0].device != "cpu":
             raise ValueError("ProcessDataParallel runs on the cpu; on cuda one GPU is one worker")
         super().__init__(model, workers)
-        parameters = model.parameters()
+        parameters = self._parameters
         for parameter, shared in zip(parameters, _shared_arrays([p.data for p in parameters])):
             shared[...] = parameter.data
             parameter.data = shared              # the optimizer now updates the shared weights, in place
@@ -172,7 +172,7 @@ class ProcessDataParallel(ParallelWrapper):
         if not is_grad_enabled():
             losses = [main_loss.data] + [loss for _, loss in self._worker_results]
             return outputs, Tensor(sum(w * loss for w, loss in zip(weights, losses)), device=inputs.device)
-        loss = _ShardedLoss.apply(*self.module.parameters(), main_loss=main_loss, weights=weights, owner=self)
+        loss = _ShardedLoss.apply(*self._parameters, main_loss=main_loss, weights=weights, owner=self)
         return outputs, loss
 
     def shard_losses(self, main_loss):
