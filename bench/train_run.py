@@ -2,10 +2,13 @@
 
 Both runs train nanoGPT's CPU shakespeare_char config (examples/train_char_gpt.py's defaults) from the same initial
 weights, on the same batches, with the same learning-rate schedule, AdamW groups, clipping and evaluation batches.
-Each engine runs in its own process, one after the other, with all cores (ours: one data-parallel worker per
-core; torch: its intra-op threads). PyTorch is a benchmark-only reference (pip install torch==2.13.0).
+Each run is a process of its own with all cores (ours: one data-parallel worker per core; torch: its intra-op
+threads). The engines take turns, ours-torch-torch-ours-..., so that a machine that is faster or slower for a
+while (a shared host is) slows both alike; the ratio is of the median wall times. PyTorch is a benchmark-only
+reference (pip install torch==2.13.0).
 
-    python bench/train_run.py                      # 2000 iterations each: about 3-4 minutes on 2 cores
+    python bench/train_run.py                      # 2 runs of 2000 iterations each: about 6 minutes on 2 cores
+    python bench/train_run.py --repeats 1          # one run each
     python bench/train_run.py --max-iters 200      # a quick look
 """
 import argparse
@@ -13,6 +16,7 @@ import json
 import os
 import platform
 import subprocess
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -98,6 +102,7 @@ def run_torch(max_iters):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-iters", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per engine, in turns (ABBA order)")
     parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", default="/tmp/tinygrad_ed-train-run", help="where our run's checkpoint goes")
     args = parser.parse_args()
@@ -106,36 +111,46 @@ def main():
         print(json.dumps(result))
         return
 
-    results = {}
-    for engine in ("ours", "torch"):
-        print(f"running {engine} ...", flush=True)
+    runs = {"ours": [], "torch": []}
+    order = [engine for turn in range(args.repeats)
+             for engine in (("ours", "torch") if turn % 2 == 0 else ("torch", "ours"))]
+    for number, engine in enumerate(order, 1):
+        print(f"run {number}/{len(order)}: {engine} ...", flush=True)
         completed = subprocess.run([sys.executable, __file__, "--worker", engine, "--max-iters", str(args.max_iters),
                                     "--out-dir", f"{args.out_dir}-{time.strftime('%H%M%S')}"],
                                    capture_output=True, text=True, cwd=ROOT)
         if completed.returncode != 0:
             sys.exit(f"{engine} run failed:\n{completed.stderr}")
-        results[engine] = json.loads(completed.stdout.strip().splitlines()[-1])
+        runs[engine].append(json.loads(completed.stdout.strip().splitlines()[-1]))
+        print(f"  {runs[engine][-1]['seconds']:.1f} s, val loss {runs[engine][-1]['final_val']:.4f}", flush=True)
+    median = {engine: statistics.median(run["seconds"] for run in results) for engine, results in runs.items()}
 
     date = time.strftime("%Y-%m-%d")
-    command = "python bench/train_run.py" + ("" if args.max_iters == 2000 else f" --max-iters {args.max_iters}")
+    command = "python bench/train_run.py" + ("" if args.max_iters == 2000 else f" --max-iters {args.max_iters}") \
+        + ("" if args.repeats == 2 else f" --repeats {args.repeats}")
     lines = [f"# Default CPU training run, ours vs PyTorch eager, {date}", "",
              f"- command: `{command}`; {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"torch threads {results['torch']['torch_threads']}",
+             f"torch threads {runs['torch'][0]['torch_threads']}",
              "- config: examples/train_char_gpt.py's CPU preset (4/4/128, block 64, batch 12, lr 1e-3 with warmup 100 "
              "and cosine decay, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0, eval 20 batches every 250)",
-             "", "| engine | final train loss | final val loss | wall time (s) |", "|---|---|---|---|"]
-    for engine in ("ours", "torch"):
-        result = results[engine]
-        lines.append(f"| {engine} | {result['final_train']:.4f} | {result['final_val']:.4f} | {result['seconds']:.1f} |")
-    ratio = results["ours"]["seconds"] / results["torch"]["seconds"]
-    lines += ["", f"wall time ours/torch: **{ratio:.2f}**; val loss ours − torch: "
-              f"{results['ours']['final_val'] - results['torch']['final_val']:+.4f}"]
+             f"- runs in this order: {', '.join(order)}; wall time from the start of train() (ours) or of the model's "
+             "construction (torch) to the last evaluation, imports excluded",
+             "", "| run | engine | final train loss | final val loss | wall time (s) |", "|---|---|---|---|---|"]
+    seen = {"ours": 0, "torch": 0}
+    for number, engine in enumerate(order, 1):
+        result, seen[engine] = runs[engine][seen[engine]], seen[engine] + 1
+        lines.append(f"| {number} | {engine} | {result['final_train']:.4f} | {result['final_val']:.4f} | "
+                     f"{result['seconds']:.1f} |")
+    ratio = median["ours"] / median["torch"]
+    lines += ["", f"median wall time ours {median['ours']:.1f} s, torch {median['torch']:.1f} s: ours/torch "
+              f"**{ratio:.2f}**; val loss ours − torch: "
+              f"{runs['ours'][0]['final_val'] - runs['torch'][0]['final_val']:+.4f}"]
     report = "\n".join(lines) + "\n"
     print(report)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"train-run-{date}.md").write_text(report)
-    (out / f"train-run-{date}.json").write_text(json.dumps(results, indent=1))
+    (out / f"train-run-{date}.json").write_text(json.dumps(dict(order=order, runs=runs), indent=1))
 
 
 if __name__ == "__main__":
