@@ -135,11 +135,11 @@ class OursEngine:
         from tinygrad_ed import Tensor
         from tinygrad_ed.device import array_module, to_device
         self.Tensor, self.clip_grad_norm_, self.to_device = Tensor, clip_grad_norm_, to_device
-        self.device, self.grad_clip, self.xp = device, grad_clip, array_module(device)
+        self.device, self.grad_clip, self.xp, self.threads = device, grad_clip, array_module(device), threads
         self.model = GPT(GPTConfig(**spec, dtype="float32"), device=device)
         self.model.load_state_dict(np.load(init_path))
         self.model.train()
-        # as gpt/training.py runs it: on the CPU one worker thread per core, each on a slice of the batch
+        # as gpt/training.py runs it: on the CPU one worker process per core, each on a slice of the batch
         from tinygrad_ed.process_parallel import data_parallel
         self.runner = data_parallel(self.model, threads if device == "cpu" else 1)
         self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), weight_decay), lr=lr, betas=betas)
@@ -171,7 +171,18 @@ class OursEngine:
             self.xp.cuda.Device().synchronize()
 
     def matmul_seconds(self, m, k, n, reps):
-        """Median seconds of one (m, k) @ (k, n) float32 matmul in the engine's array library, into a ready `out`."""
+        """Median seconds of one (m, k) @ (k, n) float32 matmul in the engine's array library, into a ready `out`,
+        with BLAS on all the benchmark's threads: the machine's rate, which the floor is computed from (the
+        data-parallel wrapper leaves BLAS on one thread in each of its processes, one process per core)."""
+        from tinygrad_ed.cpu_runtime import set_blas_threads
+        previous = set_blas_threads(self.threads) if self.device == "cpu" else None
+        try:
+            return self._matmul_seconds(m, k, n, reps)
+        finally:
+            if previous is not None:
+                set_blas_threads(previous)
+
+    def _matmul_seconds(self, m, k, n, reps):
         rng = np.random.default_rng(0)
         a = self.xp.asarray(rng.standard_normal((m, k), dtype=np.float32))
         b = self.xp.asarray(rng.standard_normal((k, n), dtype=np.float32))
@@ -546,7 +557,7 @@ def markdown_report(report):
              f"time from /proc/stat minus the benchmark's own), averaged; above {QUIET_LOAD} the engines shared the "
              f"cores with others and the timings are flagged",
              "- floor: the iteration's matmul FLOPs (6·N·B·T + 12·L·C·T²·B) at numpy's measured float32 GEMM rate for "
-             "(B·T, C) @ (C, 4C); ×floor = ms/iter ÷ floor", ""]
+             "(B·T, C) @ (C, 4C) with BLAS on all threads; ×floor = ms/iter ÷ floor", ""]
     disturbed = [r["config"] for r in results if (r["other_load_cores"] or 0) > QUIET_LOAD]
     if disturbed:
         lines += [f"**Warning: other processes kept more than {QUIET_LOAD} cores busy while {', '.join(disturbed)} "
