@@ -141,3 +141,60 @@ def test_data_parallel_picks_processes_on_the_cpu_and_the_model_itself_for_one_w
     model = tiny_model()
     assert data_parallel(model, 1) is model
     assert isinstance(data_parallel(model, 2), ProcessDataParallel)
+
+
+def reference_gradients(model, X, Y, scale=1.0):
+    _, loss = model(X, Y)
+    (loss * scale).backward()
+    gradients = {name: param.grad.copy() for name, param in model.named_parameters()}
+    model.zero_grad()
+    return gradients
+
+
+def assert_gradients(model, expected):
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(param.grad, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_worker_gradients_follow_a_scaled_loss():
+    # the workers backpropagate right after their forward, before the upstream gradient is known: a loss divided
+    # for gradient accumulation (or multiplied by a float16 loss scale) must still scale their gradients
+    model = tiny_model()
+    X, Y = batch(4, 8, 7)
+    expected = reference_gradients(model, X, Y, scale=0.25)
+    _, loss = ProcessDataParallel(model, 2)(X, Y)
+    (loss * 0.25).backward()
+    assert_gradients(model, expected)
+
+
+def test_a_forward_that_is_never_backpropagated_leaves_the_next_step_right():
+    model = tiny_model()
+    X, Y = batch(4, 8, 8)
+    expected = reference_gradients(model, X, Y)
+    parallel = ProcessDataParallel(model, 2)
+    parallel(*batch(4, 8, 9))          # a loss nobody calls backward() on: its workers' replies are left over
+    _, loss = parallel(X, Y)
+    loss.backward()
+    assert_gradients(model, expected)
+
+
+def test_backward_through_an_earlier_forwards_loss_is_refused():
+    parallel = ProcessDataParallel(tiny_model(), 2)
+    _, first = parallel(*batch(4, 8, 10))
+    parallel(*batch(4, 8, 11))
+    with pytest.raises(RuntimeError, match="after a later forward"):
+        first.backward()
+
+
+def test_a_failure_in_the_main_process_shard_leaves_the_workers_in_step():
+    model = tiny_model()
+    X, Y = batch(4, 8, 12)
+    expected = reference_gradients(model, X, Y)
+    parallel = ProcessDataParallel(model, 2)
+    bad = Tensor(Y.data.copy())
+    bad.data[0, 0] = 99                # out of the vocabulary in the main process's half: it raises there, after
+    with pytest.raises(ValueError):    # the worker has already sent its forward and its gradients
+        parallel(X, bad)
+    _, loss = parallel(X, Y)
+    loss.backward()
+    assert_gradients(model, expected)
