@@ -157,8 +157,7 @@ def assert_gradients(model, expected):
 
 
 def test_worker_gradients_follow_a_scaled_loss():
-    # the workers backpropagate right after their forward, before the upstream gradient is known: a loss divided
-    # for gradient accumulation (or multiplied by a float16 loss scale) must still scale their gradients
+    # a loss divided for gradient accumulation (or multiplied by a float16 loss scale) scales the workers' gradients
     model = tiny_model()
     X, Y = batch(4, 8, 7)
     expected = reference_gradients(model, X, Y, scale=0.25)
@@ -172,7 +171,7 @@ def test_a_forward_that_is_never_backpropagated_leaves_the_next_step_right():
     X, Y = batch(4, 8, 8)
     expected = reference_gradients(model, X, Y)
     parallel = ProcessDataParallel(model, 2)
-    parallel(*batch(4, 8, 9))          # a loss nobody calls backward() on: its workers' replies are left over
+    parallel(*batch(4, 8, 9))          # a loss nobody calls backward() on
     _, loss = parallel(X, Y)
     loss.backward()
     assert_gradients(model, expected)
@@ -193,7 +192,7 @@ def test_a_failure_in_the_main_process_shard_leaves_the_workers_in_step():
     parallel = ProcessDataParallel(model, 2)
     bad = Tensor(Y.data.copy())
     bad.data[0, 0] = 99                # out of the vocabulary in the main process's half: it raises there, after
-    with pytest.raises(ValueError):    # the worker has already sent its forward and its gradients
+    with pytest.raises(ValueError):    # the worker has already sent its forward's result
         parallel(X, bad)
     _, loss = parallel(X, Y)
     loss.backward()

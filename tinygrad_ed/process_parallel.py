@@ -7,9 +7,7 @@ in a forked worker process, as PyTorch's DistributedDataParallel runs one proces
     weights and sees the optimizer's in-place updates at once, without copying them;
   - each worker runs forward and backward on its shard with its own copy of the model objects and writes its
     gradients into its own shared buffer; the main process runs the first shard itself and sums them all,
-    weighted by shard size, exactly as DataParallel does. A worker starts its backward as soon as its forward
-    is done, without waiting for the main process's loss.backward(): a training forward is always followed by
-    one, and the worker's backward then overlaps the main process's wait for the worker's forward.
+    weighted by shard size, exactly as DataParallel does.
 Commands and results (token ids, losses, logits) travel through pipes; weights and gradients never do.
 Needs os.fork (Linux, macOS); elsewhere use DataParallel.
 """
@@ -37,40 +35,37 @@ def _shared_arrays(like):
 
 
 def _serve(connection, model, gradients):
-    """A worker's loop: forward, and right after it backward, on the shards the main process sends, until told to
-    stop."""
-    parameters, slots = model.parameters(), _generator_slots(model)
+    """A worker's loop: forward and backward on the shards the main process sends, until told to stop."""
+    parameters, slots, loss = model.parameters(), _generator_slots(model), None
     while True:
         command, payload = connection.recv()
         try:
             if command == "forward":
-                inputs, targets, training, weight, seed = payload
+                inputs, targets, training, grad_enabled, seed = payload
                 model.train(training)
                 if seed is not None:
                     set_generators(slots, np.random.default_rng(seed))
                 targets = Tensor(targets) if targets is not None else None
-                if weight is not None:
+                if grad_enabled:
                     outputs, loss = model(Tensor(inputs), targets)
                 else:
                     with no_grad():
                         outputs, loss = model(Tensor(inputs), targets)
                 connection.send(("ok", (outputs.data, None if loss is None else loss.data)))
-                if weight is not None:
-                    # backward now, before the main process asks: a training step's loss.backward() comes next,
-                    # and this way the worker's backward overlaps the main process's wait for this forward.
-                    # ∂(weight·loss)/∂w; the main process scales it by the upstream gradient (1 unless the loss
-                    # was divided for gradient accumulation or scaled for float16)
-                    loss.backward(np.asarray(weight, dtype=loss.dtype))
-                    for parameter, gradient in zip(parameters, gradients):
-                        if parameter.grad is None:
-                            gradient.fill(0)
-                        else:
-                            gradient[...] = parameter.grad
-                        parameter.grad = None
-                    connection.send(("ok", None))
+            elif command == "backward":
+                loss.backward(payload)
+                loss = None
+                for parameter, gradient in zip(parameters, gradients):
+                    if parameter.grad is None:
+                        gradient.fill(0)
+                    else:
+                        gradient[...] = parameter.grad
+                    parameter.grad = None
+                connection.send(("ok", None))
             elif command == "stop":
                 return
         except Exception:  # report it to the main process, which raises it there, and keep serving
+            loss = None
             connection.send(("error", traceback.format_exc()))
 
 
@@ -87,9 +82,8 @@ def _stop(processes, connections):
 
 
 class _ShardedLoss(Function):
-    """Σ_s (n_s/n)·loss_s as one node whose inputs are the parameters; backward runs the first shard's backward
-    here, collects the workers' (each ran its own right after its forward) and sums the shard gradients per
-    parameter."""
+    """Σ_s (n_s/n)·loss_s as one node whose inputs are the parameters; backward runs every shard's backward at
+    once (the workers' in their processes, the first here) and sums the shard gradients per parameter."""
 
     def forward(self, *parameters, main_loss, weights, owner):
         self.main_loss, self.weights, self.owner, self.call = main_loss, weights, owner, owner.calls
@@ -98,19 +92,18 @@ class _ShardedLoss(Function):
     def backward(self, grad):
         owner, workers = self.owner, len(self.weights) - 1
         if self.call != owner.calls:
-            raise RuntimeError("backward() through a ProcessDataParallel loss after a later forward: the workers "
-                               "keep the gradients of the latest forward only; call backward() before the next one")
+            raise RuntimeError("backward() through a ProcessDataParallel loss after a later forward: each worker "
+                               "keeps the graph of the latest forward only; call backward() before the next one")
+        for shard in range(workers):
+            owner.send(shard, "backward", np.asarray(grad * self.weights[shard + 1]))
         self.main_loss.backward(grad * self.weights[0])
-        for shard in range(workers):        # each worker ran its backward right after its forward
+        for shard in range(workers):
             owner.receive(shard)
-        upstream = None if grad == 1 else grad  # ∂(grad·Σ w_s·loss_s)/∂w: the workers computed it for grad = 1
         grads = []
         for index, replica_parameter in enumerate(owner.replica_parameters):
             total, replica_parameter.grad = replica_parameter.grad, None  # the replica's own array: ours to add into
             for shard in range(workers):
                 worker_grad = owner.worker_gradients[shard][index]
-                if upstream is not None:
-                    worker_grad = worker_grad * upstream
                 if total is None:
                     total = worker_grad.copy()
                 else:
@@ -148,8 +141,8 @@ class ProcessDataParallel(ParallelWrapper):
             self.worker_gradients.append(gradients)
             self.connections.append(ours)
             self._processes.append(process)
-        self._pending = [0] * len(self.connections)   # replies each worker still owes for the last command
-        self.calls = 0                                 # forwards so far: a loss knows which one made it
+        self._owed = [0] * len(self.connections)   # replies each worker still owes
+        self.calls = 0                              # forwards so far: a loss knows which one made it
         self._finalizer = weakref.finalize(self, _stop, self._processes, self.connections)
 
     def close(self):
@@ -157,21 +150,16 @@ class ProcessDataParallel(ParallelWrapper):
         self._finalizer()
 
     def forward(self, inputs, targets=None):
-        self._discard_pending()  # replies to an earlier call that did not collect them: its loss was never
-                                 # backpropagated, or this process failed in the middle of it
+        self._discard_owed()  # a forward that failed in this process left its workers' results unread
         self.calls += 1
         shards = self._shards(inputs)
         count, n = len(shards), inputs.shape[0]
         seeds = self._dropout_seeds(count)
-        weights = [(high - low) / n for low, high in shards]
-        with_backward = targets is not None and is_grad_enabled()
         for shard in range(1, count):  # the workers start first, then this process computes shard 0
             low, high = shards[shard]
-            self.connections[shard - 1].send(("forward", (
+            self.send(shard - 1, "forward", (
                 inputs.numpy()[low:high], None if targets is None else targets.numpy()[low:high],
-                self.training, weights[shard] if with_backward else None, seeds[shard])))
-        for shard in range(count - 1):
-            self._pending[shard] = 2 if with_backward else 1   # its forward's result (and then its gradients)
+                self.training, is_grad_enabled(), seeds[shard]))
         if seeds[0] is not None:
             set_generators(self._replica_generator_slots, np.random.default_rng(seeds[0]))
         low, high = shards[0]
@@ -180,6 +168,7 @@ class ProcessDataParallel(ParallelWrapper):
         outputs = cat([output.detach()] + [Tensor(out) for out, _ in self._worker_results], axis=0)
         if targets is None:
             return outputs, None
+        weights = [(high - low) / n for low, high in shards]
         if not is_grad_enabled():
             losses = [main_loss.data] + [loss for _, loss in self._worker_results]
             return outputs, Tensor(sum(w * loss for w, loss in zip(weights, losses)), device=inputs.device)
@@ -189,21 +178,25 @@ class ProcessDataParallel(ParallelWrapper):
     def shard_losses(self, main_loss):
         return [main_loss.data] + [loss for _, loss in self._worker_results]
 
+    # every command gets one reply; counting them keeps each reply matched with its command, even when this
+    # process raises before reading one
+    def send(self, shard, command, payload):
+        self.connections[shard].send((command, payload))
+        self._owed[shard] += 1
+
     def receive(self, shard):
-        """The next reply of worker `shard`; raises the worker's exception, after which it sends no more for the
-        command that failed."""
+        """Worker `shard`'s reply to its oldest unanswered command; a worker's exception is raised here."""
         status, payload = self.connections[shard].recv()
-        self._pending[shard] -= 1
+        self._owed[shard] -= 1
         if status == "error":
-            self._pending[shard] = 0
             raise RuntimeError(f"a data-parallel worker process failed:\n{payload}")
         return payload
 
-    def _discard_pending(self):
-        for shard, pending in enumerate(self._pending):
-            for _ in range(pending):
+    def _discard_owed(self):
+        for shard, owed in enumerate(self._owed):
+            for _ in range(owed):
                 self.connections[shard].recv()
-            self._pending[shard] = 0
+            self._owed[shard] = 0
 
 
 def data_parallel(model, workers):

@@ -1,0 +1,105 @@
+"""Is this change faster? Our training step in the working tree against the same step at another git revision.
+
+A single timing on a shared machine moves by several percent from one minute to the next, more than most changes
+move it. So both versions run side by side, each in a persistent process of its own (with its data-parallel
+workers), and take turns: a chunk of iterations from one, then from the other, the order flipped every round.
+A slow spell of the machine then hits both alike, and the ratio of their medians is what the change did.
+
+    python bench/compare_revisions.py                    # working tree vs HEAD, the cpu config
+    python bench/compare_revisions.py --base HEAD~3 --config tiny --rounds 20
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# name: (layers, heads, channels, block size, batch size), as in bench/train_step.py
+CONFIGS = {"tiny": (2, 2, 64, 16, 4), "cpu": (4, 4, 128, 64, 12), "baby": (6, 6, 384, 256, 8)}
+
+
+def serve(config):
+    """One version's side: build the model in the current directory's code, then time chunks of steps on request."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # idle BLAS threads sleep instead of spinning
+    sys.path.insert(0, os.getcwd())
+    import numpy as np
+    from gpt import GPT, CharDataset, GPTConfig
+    from optim import AdamW, clip_grad_norm_, weight_decay_groups
+    from tinygrad_ed.parallel import usable_cores
+    from tinygrad_ed.process_parallel import data_parallel
+
+    layers, heads, channels, block_size, batch_size = CONFIGS[config]
+    model = GPT(GPTConfig(block_size=block_size, vocab_size=65, n_layer=layers, n_head=heads, n_embd=channels,
+                          dropout=0.0, bias=False))
+    optimizer = AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=1e-3, betas=(0.9, 0.99))
+    runner = data_parallel(model, usable_cores())
+    dataset, generator = CharDataset(), np.random.default_rng(0)
+    batches = [dataset.get_batch("train", batch_size, block_size, generator) for _ in range(8)]
+
+    def step(X, Y):
+        _, loss = runner(X, Y)
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for index in range(10):   # warm-up
+        step(*batches[index % len(batches)])
+    print("ready", flush=True)
+    for line in sys.stdin:
+        seconds = []
+        for index in range(int(line)):
+            start = time.perf_counter()
+            step(*batches[index % len(batches)])
+            seconds.append(time.perf_counter() - start)
+        print(json.dumps(seconds), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="HEAD", help="the git revision to compare the working tree with")
+    parser.add_argument("--config", choices=CONFIGS, default="cpu")
+    parser.add_argument("--rounds", type=int, default=10, help="turns per version")
+    parser.add_argument("--chunk", type=int, default=20, help="iterations per turn")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.config)
+
+    with tempfile.TemporaryDirectory(prefix="tinygrad_ed-base-") as base:
+        subprocess.run(["git", "worktree", "add", "--detach", base, args.base], cwd=REPO_ROOT, check=True,
+                       capture_output=True)
+        try:
+            versions = {"working tree": REPO_ROOT, args.base: Path(base)}
+            servers = {name: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", "--config",
+                                               args.config], cwd=directory, stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, text=True)
+                       for name, directory in versions.items()}
+            for name, server in servers.items():
+                if server.stdout.readline().strip() != "ready":
+                    sys.exit(f"{name}: the step server did not start")
+            seconds = {name: [] for name in servers}
+            for turn in range(args.rounds):
+                order = list(servers) if turn % 2 == 0 else list(servers)[::-1]
+                for name in order:
+                    servers[name].stdin.write(f"{args.chunk}\n")
+                    servers[name].stdin.flush()
+                    seconds[name] += json.loads(servers[name].stdout.readline())
+            for server in servers.values():
+                server.stdin.close()
+                server.wait()
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", base], cwd=REPO_ROOT, capture_output=True)
+    median = {name: statistics.median(values) * 1000 for name, values in seconds.items()}
+    print(f"{args.config}: working tree {median['working tree']:.2f} ms/iter, {args.base} {median[args.base]:.2f} "
+          f"ms/iter (medians of {args.rounds * args.chunk} iterations each, in turns): working tree / "
+          f"{args.base} = {median['working tree'] / median[args.base]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
