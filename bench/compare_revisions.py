@@ -18,36 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from our_step import SIZES, training_step
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# name: (layers, heads, channels, block size, batch size), as in bench/train_step.py
-CONFIGS = {"tiny": (2, 2, 64, 16, 4), "cpu": (4, 4, 128, 64, 12), "baby": (6, 6, 384, 256, 8)}
 
 
-def serve(config):
-    """One version's side: build the model in the current directory's code, then time chunks of steps on request."""
+def serve(size):
+    """One version's side: build the step from the current directory's code, then time chunks of steps on request."""
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # idle BLAS threads sleep instead of spinning
-    sys.path.insert(0, os.getcwd())
-    import numpy as np
-    from gpt import GPT, CharDataset, GPTConfig
-    from optim import AdamW, clip_grad_norm_, weight_decay_groups
+    sys.path.insert(0, os.getcwd())                          # this version's gpt/, optim/ and tinygrad_ed/
     from tinygrad_ed.parallel import usable_cores
-    from tinygrad_ed.process_parallel import data_parallel
-
-    layers, heads, channels, block_size, batch_size = CONFIGS[config]
-    model = GPT(GPTConfig(block_size=block_size, vocab_size=65, n_layer=layers, n_head=heads, n_embd=channels,
-                          dropout=0.0, bias=False))
-    optimizer = AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=1e-3, betas=(0.9, 0.99))
-    runner = data_parallel(model, usable_cores())
-    dataset, generator = CharDataset(), np.random.default_rng(0)
-    batches = [dataset.get_batch("train", batch_size, block_size, generator) for _ in range(8)]
-
-    def step(X, Y):
-        _, loss = runner(X, Y)
-        loss.backward()
-        clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-
+    step, batches = training_step(size, usable_cores())
     for index in range(10):   # warm-up
         step(*batches[index % len(batches)])
     print("ready", flush=True)
@@ -63,7 +44,7 @@ def serve(config):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="HEAD", help="the git revision to compare the working tree with")
-    parser.add_argument("--config", choices=CONFIGS, default="cpu")
+    parser.add_argument("--config", choices=SIZES, default="cpu")
     parser.add_argument("--rounds", type=int, default=10, help="turns per version")
     parser.add_argument("--chunk", type=int, default=20, help="iterations per turn")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

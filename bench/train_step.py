@@ -63,12 +63,13 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere: gpt, optim 
 
 import numpy as np  # noqa: E402
 
+from our_step import SIZES, VOCAB_SIZE  # noqa: E402  (VOCAB_SIZE: tiny Shakespeare's 65 characters)
+
 
 # ----------------------------------------------------------------------------------------------------------
 # what is measured
 
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0   # nanoGPT's shakespeare_char settings
-VOCAB_SIZE = 65      # tiny Shakespeare's characters
 N_BATCHES = 8        # distinct batches, cycled; both engines see them in the same order
 SEED = 1337          # initial weights (our GPT's seed) and batch sampling
 WELL_CONDITIONED_GRAD = 100 * 1e-8    # 100·ε (both AdamWs' default eps): see compare_first_step
@@ -116,11 +117,9 @@ class BenchConfig:
         return self.tokens, self.n_embd, 4 * self.n_embd
 
 
-CONFIGS = {config.name: config for config in (
-    BenchConfig("tiny", n_layer=2, n_head=2, n_embd=64, block_size=16, batch_size=4, iters=60, warmup=5),
-    BenchConfig("cpu", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, iters=30, warmup=3),
-    BenchConfig("baby", n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8, iters=8, warmup=2),
-)}
+# the sizes (bench/our_step.py), and per size the timed iterations per engine and warm-up iterations
+ITERATIONS = {"tiny": (60, 5), "cpu": (30, 3), "baby": (8, 2)}
+CONFIGS = {name: BenchConfig(name, *SIZES[name], *ITERATIONS[name]) for name in SIZES}
 
 
 # ----------------------------------------------------------------------------------------------------------
