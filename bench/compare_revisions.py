@@ -41,6 +41,23 @@ def serve(size):
         print(json.dumps(seconds), flush=True)
 
 
+def reply(servers, name, expect=None):
+    """The next line from a step server; exits naming the server if it died (its traceback is on stderr above)."""
+    line = servers[name].stdout.readline()
+    if not line or (expect is not None and line.strip() != expect):
+        sys.exit(f"the step server for {name} stopped{': ' + line.strip() if line else ''}")
+    return line
+
+
+def _exits(server, seconds=10):
+    """Whether the server ends by itself within `seconds` (it does once its stdin is closed)."""
+    try:
+        server.wait(timeout=seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="HEAD", help="the git revision to compare the working tree with")
@@ -53,28 +70,30 @@ def main():
         return serve(args.config)
 
     with tempfile.TemporaryDirectory(prefix="tinygrad_ed-base-") as base:
-        subprocess.run(["git", "worktree", "add", "--detach", base, args.base], cwd=REPO_ROOT, check=True,
-                       capture_output=True)
+        added = subprocess.run(["git", "worktree", "add", "--detach", base, args.base], cwd=REPO_ROOT,
+                               capture_output=True, text=True)
+        if added.returncode != 0:
+            sys.exit(f"cannot check out {args.base!r}: {added.stderr.strip()}")
+        servers = {}
         try:
-            versions = {"working tree": REPO_ROOT, args.base: Path(base)}
-            servers = {name: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", "--config",
-                                               args.config], cwd=directory, stdin=subprocess.PIPE,
-                                              stdout=subprocess.PIPE, text=True)
-                       for name, directory in versions.items()}
-            for name, server in servers.items():
-                if server.stdout.readline().strip() != "ready":
-                    sys.exit(f"{name}: the step server did not start")
+            for name, directory in {"working tree": REPO_ROOT, args.base: Path(base)}.items():
+                servers[name] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve",
+                                                  "--config", args.config], cwd=directory, stdin=subprocess.PIPE,
+                                                 stdout=subprocess.PIPE, text=True)
+            for name in servers:
+                reply(servers, name, expect="ready")
             seconds = {name: [] for name in servers}
             for turn in range(args.rounds):
                 order = list(servers) if turn % 2 == 0 else list(servers)[::-1]
                 for name in order:
                     servers[name].stdin.write(f"{args.chunk}\n")
                     servers[name].stdin.flush()
-                    seconds[name] += json.loads(servers[name].stdout.readline())
-            for server in servers.values():
-                server.stdin.close()
-                server.wait()
+                    seconds[name] += json.loads(reply(servers, name))
         finally:
+            for server in servers.values():
+                server.stdin.close()          # a server ends when its input does ...
+                if not _exits(server):
+                    server.terminate()            # ... or is stopped
             subprocess.run(["git", "worktree", "remove", "--force", base], cwd=REPO_ROOT, capture_output=True)
     median = {name: statistics.median(values) * 1000 for name, values in seconds.items()}
     print(f"{args.config}: working tree {median['working tree']:.2f} ms/iter, {args.base} {median[args.base]:.2f} "

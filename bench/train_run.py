@@ -7,7 +7,7 @@ threads). The engines take turns, ours-torch-torch-ours-..., so that a machine t
 while (a shared host is) slows both alike; the ratio is of the median wall times. PyTorch is a benchmark-only
 reference (pip install torch==2.13.0).
 
-    python bench/train_run.py                      # 2 runs of 2000 iterations each: about 6 minutes on 2 cores
+    python bench/train_run.py                      # two runs per engine (four in all) of 2000 iterations: ~6 minutes
     python bench/train_run.py --repeats 1          # one run each
     python bench/train_run.py --max-iters 200      # a quick look
 """

@@ -421,11 +421,12 @@ def compare_first_step(workdir, names, ready, tolerance):
 
     The updated weights are compared only where AdamW's first step is well-conditioned. That step moves a weight by
     lr·g/(|g| + ε) (m̂ = g, v̂ = g² at t = 1), ≈ ±lr whatever |g|, so where the clipped gradient is near ε a rounding
-    difference in g becomes a visible difference in the weight; and some gradients are pure rounding noise: the
-    k-bias gradient is exactly 0 in exact arithmetic (softmax ignores a constant added to every score of a query),
-    ≈1e-11 in float32, with a sign that differs between engines. With |g| ≥ 100·ε the step's relative sensitivity,
-    (∂step/∂g)·g/step = ε/(|g| + ε) ≤ 1%, is small enough that the gradients' float32 agreement (≈1e-6 of each
-    tensor's largest entry) carries over to the weights; on tiny, cpu and baby this leaves out 1–8% of the entries.
+    difference in g becomes a visible difference in the weight; and some gradients are pure rounding noise: with
+    biases, the k-bias gradient is exactly 0 in exact arithmetic (softmax ignores a constant added to every score
+    of a query), ≈1e-11 in float32, with a sign that differs between engines. With |g| ≥ 100·ε the step's relative
+    sensitivity, (∂step/∂g)·g/step = ε/(|g| + ε) ≤ 1%, is small enough that the gradients' float32 agreement
+    (≈1e-6 of each tensor's largest entry) carries over to the weights; on tiny, cpu and baby this leaves out 1–8%
+    of the entries.
     """
     grads = {engine: np.load(workdir / f"check-{engine}-grads.npz") for engine in ("ours", "torch")}
     new = {engine: np.load(workdir / f"check-{engine}-new.npz") for engine in ("ours", "torch")}
@@ -619,8 +620,8 @@ def markdown_report(report):
         lines += ["", "Rel. diff = max |ours − torch| / max |torch| per tensor, on the first iteration from the same "
                   "weights and batch; gradients before clipping. Updated weights are compared where the clipped "
                   "gradient is ≥ 100·ε (ε = 1e-8): AdamW's first step moves a weight by lr·g/(|g| + ε), about ±lr "
-                  "whatever |g|, so where |g| is near ε, or is pure rounding noise (the k-bias gradient is exactly 0 "
-                  "in exact arithmetic), float32 rounding decides the step. Over all entries the worst was "
+                  "whatever |g|, so where |g| is near ε, or is pure rounding noise, float32 rounding "
+                  "decides the step. Over all entries the worst was "
                   f"{worst_all[1]:.1e} ({worst_all[0][8:]})."]
     return "\n".join(lines) + "\n"
 

@@ -50,7 +50,7 @@ LABELS = {
                  "and batches as train() with this seed",
         "parallel": "note: train() splits each batch over {workers} worker processes; here the micro-steps run "
                     "on the plain model: the same gradient up to float rounding",
-        "parallel_dropout": "note: with dropout {dropout} train()'s {workers} threads draw other dropout masks than "
+        "parallel_dropout": "note: with dropout {dropout} train()'s {workers} workers draw other dropout masks than "
                             "the plain model; train(workers=1) repeats these numbers exactly",
         "batch_title": "The batch: X, Y = get_batch('train')  (假设我们已经完成数据加载)",
         "x_shape": "X.shape = {shape}   # batch_size = {B}, block_size = {T}: {B} windows of {T} characters",
@@ -159,7 +159,7 @@ LABELS = {
                  "相同的初始参数和批次",
         "parallel": "注意：train() 把每个批次分给 {workers} 个工作进程；这里的微步直接在模型上运行："
                     "梯度相同（只差浮点舍入）",
-        "parallel_dropout": "注意：dropout = {dropout} 时，train() 的 {workers} 个线程抽取的 dropout 掩码与单个"
+        "parallel_dropout": "注意：dropout = {dropout} 时，train() 的 {workers} 个工作进程抽取的 dropout 掩码与单个"
                             "模型不同；train(workers=1) 才能精确重现这些数字",
         "batch_title": "批次数据：X, Y = get_batch('train')（假设我们已经完成数据加载）",
         "x_shape": "X.shape = {shape}   # batch_size = {B}, block_size = {T}：{B} 段、每段 {T} 个字符",

@@ -75,8 +75,8 @@ class TrainConfig:
     device: str = "cpu"                    # "cpu" (numpy) or "cuda" (cupy); train_char_gpt.py picks cuda if it sees a GPU
     dtype: str = "float32"                 # "float16" runs forward/backward in half precision with loss scaling (cuda)
     seed: int = 1337                       # seeds the weights, the batches and dropout: the same seed, the same run
-    workers: int = 0                       # threads that split each batch (tinygrad_ed/parallel.py); 0 = one per
-                                           # CPU core on the cpu, 1 on cuda (one GPU is one worker)
+    workers: int = 0                       # processes that split each batch; 0 = one per CPU core (1 on cuda)
+                                           # (tinygrad_ed/process_parallel.py: on cuda one GPU is one worker)
     peak_flops: Optional[float] = None     # the device's peak FLOP/s for the MFU in the log; None: assumed_peak_flops()
                                            # e.g. 312e12 (A100 bf16 tensor cores, nanoGPT's reference), 19.5e12
                                            # (A100 plain float32): an assumption you state, not a measurement

@@ -197,3 +197,32 @@ def test_a_failure_in_the_main_process_shard_leaves_the_workers_in_step():
     _, loss = parallel(X, Y)
     loss.backward()
     assert_gradients(model, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_backward_leaves_no_gradients_behind(kind, monkeypatch):
+    # one shard's backward fails once, in a worker (thread or process); the other shards' gradients, summed so
+    # far, must not leak into the next step
+    import os
+    import threading
+    from tinygrad_ed.ops import nn as ops_nn
+    model = tiny_model()
+    X, Y = batch(4, 8, 13)
+    expected = reference_gradients(model, X, Y)
+    main_process, main_thread = os.getpid(), threading.get_ident()
+    original, failures = ops_nn.LayerNorm.backward, []
+
+    def fail_once_in_a_worker(self, grad):
+        if (os.getpid(), threading.get_ident()) != (main_process, main_thread) and not failures:
+            failures.append(1)
+            raise FloatingPointError("injected failure")
+        return original(self, grad)
+
+    monkeypatch.setattr(ops_nn.LayerNorm, "backward", fail_once_in_a_worker)
+    parallel = kind(model, 2)          # a worker process is forked with the failure in place
+    _, loss = parallel(X, Y)
+    with pytest.raises((FloatingPointError, RuntimeError), match="injected failure"):
+        loss.backward()
+    _, loss = parallel(X, Y)
+    loss.backward()
+    assert_gradients(model, expected)

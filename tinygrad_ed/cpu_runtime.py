@@ -1,9 +1,9 @@
 """Two settings of the C libraries under numpy that decide how fast training runs on the CPU, changed at run time.
 
-1. How many threads numpy's BLAS (OpenBLAS) uses. Data parallelism (tinygrad_ed/parallel.py) runs one Python
-   thread per core; if each of those BLAS calls also started a thread per core, the cores would be oversubscribed
-   and everything slows down several-fold. numpy has no API for this, so we find the OpenBLAS library numpy loaded
-   and call its own setter.
+1. How many threads numpy's BLAS (OpenBLAS) uses. Data parallelism (tinygrad_ed/process_parallel.py, and
+   parallel.py with threads) runs one worker per core; if each worker's BLAS calls also started a thread per core,
+   the cores would be oversubscribed and everything slows down several-fold. numpy has no API for this, so we find
+   the OpenBLAS library numpy loaded and call its own setter.
 2. Whether the C allocator (glibc malloc) hands freed memory back to the operating system. A training step
    allocates and frees the same large arrays every iteration; by default glibc maps each array over 128 KiB
    afresh and gives it back when freed, so every iteration pays a page fault per 4 KiB touched. Measured on the

@@ -59,6 +59,13 @@ def _generator_slots(module):
             if hasattr(value, "bit_generator")]
 
 
+def drop_gradients(parameters):
+    """Forget the gradients of `parameters`: after a backward that failed half-way, whatever it summed so far
+    must not be added to by the next one."""
+    for parameter in parameters:
+        parameter.grad = None
+
+
 def set_generators(slots, generator):
     """Point every generator slot (see _generator_slots) at `generator`."""
     for owner, name in slots:
@@ -82,7 +89,12 @@ class _ShardedLoss(Function):
     def backward(self, grad):
         def shard_backward(shard):
             self.shard_losses[shard].backward(grad * self.weights[shard])    # chain rule through the weighting
-        list(self.run(shard_backward, range(len(self.shard_losses))))
+        try:
+            list(self.run(shard_backward, range(len(self.shard_losses))))
+        except BaseException:
+            for replica in self.replica_parameters:
+                drop_gradients(replica)
+            raise
         grads = []
         for index in range(len(self.inputs)):                              # Σ over shards, per parameter
             total = None

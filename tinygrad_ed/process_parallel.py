@@ -21,7 +21,8 @@ import numpy as np
 
 from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.functional import cat
-from tinygrad_ed.parallel import DataParallel, ParallelWrapper, _generator_slots, replicate, set_generators
+from tinygrad_ed.parallel import (DataParallel, ParallelWrapper, _generator_slots, drop_gradients, replicate,
+                                  set_generators)
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled, no_grad
 
 
@@ -66,6 +67,7 @@ def _serve(connection, model, gradients):
                 return
         except Exception:  # report it to the main process, which raises it there, and keep serving
             loss = None
+            drop_gradients(parameters)
             connection.send(("error", traceback.format_exc()))
 
 
@@ -94,11 +96,15 @@ class _ShardedLoss(Function):
         if self.call != owner.calls:
             raise RuntimeError("backward() through a ProcessDataParallel loss after a later forward: each worker "
                                "keeps the graph of the latest forward only; call backward() before the next one")
-        for shard in range(workers):
-            owner.send(shard, "backward", np.asarray(grad * self.weights[shard + 1]))
-        self.main_loss.backward(grad * self.weights[0])
-        for shard in range(workers):
-            owner.receive(shard)
+        try:
+            for shard in range(workers):
+                owner.send(shard, "backward", np.asarray(grad * self.weights[shard + 1]))
+            self.main_loss.backward(grad * self.weights[0])
+            for shard in range(workers):
+                owner.receive(shard)
+        except BaseException:
+            drop_gradients(owner.replica_parameters)
+            raise
         grads = []
         for index, replica_parameter in enumerate(owner.replica_parameters):
             total, replica_parameter.grad = replica_parameter.grad, None  # the replica's own array: ours to add into
