@@ -31,22 +31,32 @@ def batch(batch_size, length, seed):
     return (Tensor(rng.integers(0, 11, (batch_size, length))), Tensor(rng.integers(0, 11, (batch_size, length))))
 
 
+def reference_gradients(model, X, Y, scale=1.0):
+    """The model's own gradients of scale·loss on the whole batch (left zeroed afterwards), and the loss."""
+    _, loss = model(X, Y)
+    (loss * scale).backward()
+    gradients = {name: param.grad.copy() for name, param in model.named_parameters()}
+    model.zero_grad()
+    return gradients, loss.item()
+
+
+def assert_gradients(model, expected):
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(param.grad, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=10, deadline=None)
 @given(batch_size=st.integers(1, 5), workers=st.integers(1, 4), length=st.integers(1, 8), seed=st.integers(0, 99))
 def test_sharded_gradients_equal_the_full_batch_gradients(kind, batch_size, workers, length, seed):
     model = tiny_model()
     X, Y = batch(batch_size, length, seed)
-    _, loss = model(X, Y)
-    loss.backward()
-    expected = {name: param.grad.copy() for name, param in model.named_parameters()}
-    model.zero_grad()
+    expected, expected_loss = reference_gradients(model, X, Y)
 
     _, parallel_loss = kind(model, workers)(X, Y)
     parallel_loss.backward()
-    assert parallel_loss.item() == pytest.approx(loss.item(), rel=1e-12)
-    for name, param in model.named_parameters():
-        np.testing.assert_allclose(param.grad, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    assert parallel_loss.item() == pytest.approx(expected_loss, rel=1e-12)
+    assert_gradients(model, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -143,24 +153,11 @@ def test_data_parallel_picks_processes_on_the_cpu_and_the_model_itself_for_one_w
     assert isinstance(data_parallel(model, 2), ProcessDataParallel)
 
 
-def reference_gradients(model, X, Y, scale=1.0):
-    _, loss = model(X, Y)
-    (loss * scale).backward()
-    gradients = {name: param.grad.copy() for name, param in model.named_parameters()}
-    model.zero_grad()
-    return gradients
-
-
-def assert_gradients(model, expected):
-    for name, param in model.named_parameters():
-        np.testing.assert_allclose(param.grad, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
-
-
 def test_worker_gradients_follow_a_scaled_loss():
     # a loss divided for gradient accumulation (or multiplied by a float16 loss scale) scales the workers' gradients
     model = tiny_model()
     X, Y = batch(4, 8, 7)
-    expected = reference_gradients(model, X, Y, scale=0.25)
+    expected, _ = reference_gradients(model, X, Y, scale=0.25)
     _, loss = ProcessDataParallel(model, 2)(X, Y)
     (loss * 0.25).backward()
     assert_gradients(model, expected)
@@ -169,7 +166,7 @@ def test_worker_gradients_follow_a_scaled_loss():
 def test_a_forward_that_is_never_backpropagated_leaves_the_next_step_right():
     model = tiny_model()
     X, Y = batch(4, 8, 8)
-    expected = reference_gradients(model, X, Y)
+    expected, _ = reference_gradients(model, X, Y)
     parallel = ProcessDataParallel(model, 2)
     parallel(*batch(4, 8, 9))          # a loss nobody calls backward() on
     _, loss = parallel(X, Y)
@@ -188,7 +185,7 @@ def test_backward_through_an_earlier_forwards_loss_is_refused():
 def test_a_failure_in_the_main_process_shard_leaves_the_workers_in_step():
     model = tiny_model()
     X, Y = batch(4, 8, 12)
-    expected = reference_gradients(model, X, Y)
+    expected, _ = reference_gradients(model, X, Y)
     parallel = ProcessDataParallel(model, 2)
     bad = Tensor(Y.data.copy())
     bad.data[0, 0] = 99                # out of the vocabulary in the main process's half: it raises there, after
@@ -208,7 +205,7 @@ def test_a_failed_backward_leaves_no_gradients_behind(kind, monkeypatch):
     from tinygrad_ed.ops import nn as ops_nn
     model = tiny_model()
     X, Y = batch(4, 8, 13)
-    expected = reference_gradients(model, X, Y)
+    expected, _ = reference_gradients(model, X, Y)
     main_process, main_thread = os.getpid(), threading.get_ident()
     original, failures = ops_nn.LayerNorm.backward, []
 

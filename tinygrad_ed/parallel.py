@@ -88,13 +88,15 @@ class _ShardedLoss(Function):
 
     def backward(self, grad):
         def shard_backward(shard):
-            self.shard_losses[shard].backward(grad * self.weights[shard])    # chain rule through the weighting
-        try:
-            list(self.run(shard_backward, range(len(self.shard_losses))))
-        except BaseException:
+            try:
+                self.shard_losses[shard].backward(grad * self.weights[shard])  # chain rule through the weighting
+            except BaseException as error:  # returned, not raised: the other shards still finish before we go on
+                return error
+        errors = [error for error in self.run(shard_backward, range(len(self.shard_losses))) if error is not None]
+        if errors:
             for replica in self.replica_parameters:
                 drop_gradients(replica)
-            raise
+            raise errors[0]
         grads = []
         for index in range(len(self.inputs)):                              # Σ over shards, per parameter
             total = None
