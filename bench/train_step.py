@@ -173,7 +173,7 @@ class OursEngine:
         """Median seconds of one (m, k) @ (k, n) float32 matmul in the engine's array library, into a ready `out`,
         with BLAS on all the benchmark's threads: the machine's rate, which the floor is computed from (the
         data-parallel wrapper leaves BLAS on one thread in each of its processes, one process per core)."""
-        from tinygrad_ed.cpu_runtime import set_blas_threads
+        from tinygrad_ed.fast.cpu_runtime import set_blas_threads
         previous = set_blas_threads(self.threads) if self.device == "cpu" else None
         try:
             return self._matmul_seconds(m, k, n, reps)

@@ -6,7 +6,6 @@ take smaller steps, flat ones keep their momentum. AdamW's "W" is decoupled weig
 toward zero directly, instead of through the gradient where Adam's normalisation would rescale the decay.
 """
 from optim.optimizer import Optimizer
-from tinygrad_ed.cuda_kernels import fused
 
 
 class AdamW(Optimizer):
@@ -47,15 +46,7 @@ class AdamW(Optimizer):
         xp, w, g = param.xp, param.data, param.grad
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(beta) for beta in group["betas"])
-        if not state:  # the first step: m_0 = v_0 = 0
-            state.update(step=0, m=xp.zeros_like(w), v=xp.zeros_like(w))
-        m, v = state["m"], state["v"]
-        state["step"] += 1
-        t = state["step"]
-        kernels = fused(xp, w.dtype, g.dtype, m.dtype, v.dtype) if param not in self._watches else None
-        if kernels:  # cuda, float32, not watched: every step below in one kernel (tinygrad_ed/cuda_kernels.py)
-            kernels.adamw_step(w, g, m, v, lr=lr, weight_decay=wd, beta1=beta1, beta2=beta2, eps=eps, step=t)
-            return
+        m, v, t = self.advance_state(param, state)
         record = self._recorder(param)  # a no-op unless watch() asked for an entry of this parameter
         record(step=t, lr=lr, weight_decay=wd, old=w, grad=g)
 
@@ -91,6 +82,14 @@ class AdamW(Optimizer):
         record(adam_term=adam_term)
         w -= adam_term
         record(new=w)
+
+    @staticmethod
+    def advance_state(param, state):
+        """(m, v, t) for this step: t counts up from 1; m_0 = v_0 = 0 are made at the first step."""
+        if not state:
+            state.update(step=0, m=param.xp.zeros_like(param.data), v=param.xp.zeros_like(param.data))
+        state["step"] += 1
+        return state["m"], state["v"], state["step"]
 
     def last_update(self, key):
         """The last update of a watched entry: grad, m, v, m_hat, v_hat, the two terms, old and new weight.

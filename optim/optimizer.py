@@ -11,6 +11,7 @@ Per-parameter state (Adam's moments, SGD's momentum buffer) lives in `optimizer.
 import numpy as np
 
 from tinygrad_ed.device import to_device
+from tinygrad_ed.fast import parameter_update
 from tinygrad_ed.tensor import Tensor
 
 
@@ -86,7 +87,9 @@ class Optimizer:
                 if param.grad.shape != param.shape:
                     raise ValueError(f"a parameter of shape {param.shape} has a gradient of shape "
                                      f"{param.grad.shape}")
-                self.update_param(param, group, self.state.setdefault(param, {}))
+                # a fused kernel where tinygrad_ed/fast has one for this optimizer and parameter (cuda), else our own
+                update_param = parameter_update(self, param) or self.update_param
+                update_param(param, group, self.state.setdefault(param, {}))
 
     def update_param(self, param, group, state):
         """Change `param.data` in place using `param.grad`, the group's hyperparameters and `state`."""

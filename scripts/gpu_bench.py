@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
 from optim import AdamW, clip_grad_norm_, weight_decay_groups  # noqa: E402
 from tinygrad_ed import Tensor, no_grad  # noqa: E402
-from tinygrad_ed.cuda_kernels import plain_path  # noqa: E402
+from tinygrad_ed.fast import plain_path  # noqa: E402
 from tinygrad_ed.device import array_module, cuda_available  # noqa: E402
 
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0   # nanoGPT's shakespeare_char settings

@@ -34,7 +34,7 @@ from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
 from gpt.training import gpu_preset, train  # noqa: E402
 from optim import AdamW  # noqa: E402
 from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention  # noqa: E402
-from tinygrad_ed.cuda_kernels import plain_path  # noqa: E402
+from tinygrad_ed.fast import plain_path  # noqa: E402
 from tinygrad_ed.device import array_module, cuda_available, to_device  # noqa: E402
 
 KERNEL_TOLERANCE = 1e-5    # one op in float32: its paths differ by a few roundings

@@ -3,7 +3,7 @@ import platform
 
 import pytest
 
-from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
+from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
 
 glibc_linux = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                  reason="these settings exist in glibc on Linux")

@@ -1,7 +1,9 @@
-"""The fused CUDA kernels (tinygrad_ed/cuda_kernels.py), tested three ways.
+"""The fused CUDA kernels (tinygrad_ed/fast/cuda_kernels.py, as Functions in tinygrad_ed/fast/cuda_ops.py), tested
+three ways.
 
-1. Everywhere: the dispatch point. fused() hands out kernels for cupy and float32 only, importing the module does not
-   import cupy, the kernels are built once, plain_path() turns them off, and the sources are well-formed.
+1. Everywhere: the dispatch point (tinygrad_ed/fast). It chooses the kernel Functions for cupy and float32 only,
+   importing the kernels does not import cupy, they are built once, plain_path() turns them off, and the sources are
+   well-formed.
 2. Where g++ is (no GPU needed): the kernels' own CUDA source, run on the CPU. An emulator compiles the source as C++
    (a block's threads are std::threads, __syncthreads a barrier) and stands in for cupy: a module named "cupy" that is
    numpy plus an ElementwiseKernel and a RawModule which run the emulated kernels, after checking every argument
@@ -26,22 +28,35 @@ import tinygrad_ed.tensor as tensor_module
 from gpt.model import GPT, GPTConfig
 from optim import AdamW
 from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention
-from tinygrad_ed import cuda_kernels
-from tinygrad_ed.cuda_kernels import BLOCK, ELEMENTWISE_KERNELS, ROW_KERNEL_NAMES, ROW_KERNELS, fused, plain_path
 from tinygrad_ed.device import array_module, to_device
+from tinygrad_ed.fast import cuda_kernels, cuda_ops, implementation, parameter_update, plain_path
+from tinygrad_ed.fast.cuda_kernels import BLOCK, ELEMENTWISE_KERNELS, ROW_KERNEL_NAMES, ROW_KERNELS, kernels_for
+from tinygrad_ed.ops.activations import Gelu
+from tinygrad_ed.ops.layers import Attention, CrossEntropy, LayerNormFunction
 
 # ----------------------------------------------------------------------------------------------------------
 # 1. the dispatch point and the sources
 
 
+def _float32(*shape):
+    return np.zeros(shape, dtype=np.float32)
+
+
+KERNEL_FUNCTIONS = {Gelu: cuda_ops.GeluKernel, LayerNormFunction: cuda_ops.LayerNormKernel,
+                    CrossEntropy: cuda_ops.CrossEntropyKernel, Attention: cuda_ops.AttentionKernel}
+
+
 def test_numpy_gets_no_kernels():
-    assert fused(np) is None
-    assert fused(np, np.float32) is None
+    for plain in KERNEL_FUNCTIONS:
+        assert implementation(plain, np, [_float32(2, 3)], {}) is plain
+    param = Tensor(_float32(3), requires_grad=True)
+    param.grad = _float32(3)
+    assert parameter_update(AdamW([param]), param) is None
 
 
 def test_importing_the_kernels_does_not_import_cupy():
-    code = ("import sys, tinygrad_ed.cuda_kernels, tinygrad_ed.ops.nn, tinygrad_ed.ops.activations, optim; "
-            "print('cupy' in sys.modules)")
+    code = ("import sys, tinygrad_ed.fast.cuda_kernels, tinygrad_ed.fast.cuda_ops, tinygrad_ed.ops.layers, "
+            "tinygrad_ed.ops.activations, optim; print('cupy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -67,23 +82,28 @@ class _RecordingCupy(types.ModuleType):
 
 def test_cupy_gets_kernels_for_float32_only_built_once():
     cupy = _RecordingCupy()
-    kernels = fused(cupy, np.float32, np.dtype("float32"))
+    kernels = kernels_for(cupy)
     assert isinstance(kernels, cuda_kernels.CudaKernels)
-    assert fused(cupy) is kernels and fused(cupy, np.float32) is kernels          # cached: built once
+    assert kernels_for(cupy) is kernels                                            # cached: built once
     assert sorted(cupy.built) == sorted([spec.name for spec in ELEMENTWISE_KERNELS] + ["RawModule"])
-    assert fused(cupy, np.float64) is None                                         # gradient checks: plain path
-    assert fused(cupy, np.float16) is None                                         # half model: plain path
-    assert fused(cupy, np.float32, np.float16) is None                             # every dtype must be float32
+    for plain, kernel in KERNEL_FUNCTIONS.items():
+        assert implementation(plain, cupy, [_float32(2, 4)], {}) is kernel
+        assert implementation(plain, cupy, [_float32(2, 4).astype(np.float64)], {}) is plain  # gradient checks
+        assert implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {}) is plain  # the half model
+    # every array must be float32: a float16 weight beside a float32 x takes the plain path
+    assert implementation(LayerNormFunction, cupy, [_float32(2, 4), _float32(4).astype(np.float16)], {}) \
+        is LayerNormFunction
+    assert implementation(Gelu, cupy, [_float32(3)], {"approximate": "tanh"}) is Gelu  # only the exact GELU has one
 
 
 def test_plain_path_switches_the_kernels_off_and_back_on():
     cupy = _RecordingCupy()
     with plain_path():
-        assert fused(cupy, np.float32) is None
+        assert implementation(Gelu, cupy, [_float32(3)], {}) is Gelu
         with plain_path():
-            assert fused(cupy, np.float32) is None
-        assert fused(cupy, np.float32) is None
-    assert fused(cupy, np.float32) is not None
+            assert implementation(Gelu, cupy, [_float32(3)], {}) is Gelu
+        assert implementation(Gelu, cupy, [_float32(3)], {}) is Gelu
+    assert implementation(Gelu, cupy, [_float32(3)], {}) is cuda_ops.GeluKernel
 
 
 def test_kernel_sources_are_ascii_and_name_their_parameters():
@@ -444,8 +464,9 @@ def test_kernel_sources_compile_with_nvcc(tmp_path):
 @pytest.mark.cuda
 def test_cupy_gets_kernels_for_float32(cuda):
     cupy = array_module(cuda)
-    assert fused(cupy, np.float32) is not None
-    assert fused(cupy, np.float64) is None and fused(cupy, np.float16) is None
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float32)], {}) is cuda_ops.GeluKernel
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float64)], {}) is Gelu
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16)], {}) is Gelu
 
 
 @pytest.mark.cuda

@@ -202,12 +202,12 @@ def test_a_failed_backward_leaves_no_gradients_behind(kind, monkeypatch):
     # far, must not leak into the next step
     import os
     import threading
-    from tinygrad_ed.ops import nn as ops_nn
+    from tinygrad_ed.ops import layers
     model = tiny_model()
     X, Y = batch(4, 8, 13)
     expected, _ = reference_gradients(model, X, Y)
     main_process, main_thread = os.getpid(), threading.get_ident()
-    original, failures = ops_nn.LayerNorm.backward, []
+    original, failures = layers.LayerNormFunction.backward, []
 
     def fail_once_in_a_worker(self, grad):
         if (os.getpid(), threading.get_ident()) != (main_process, main_thread) and not failures:
@@ -215,7 +215,7 @@ def test_a_failed_backward_leaves_no_gradients_behind(kind, monkeypatch):
             raise FloatingPointError("injected failure")
         return original(self, grad)
 
-    monkeypatch.setattr(ops_nn.LayerNorm, "backward", fail_once_in_a_worker)
+    monkeypatch.setattr(layers.LayerNormFunction, "backward", fail_once_in_a_worker)
     parallel = kind(model, 2)          # a worker process is forked with the failure in place
     _, loss = parallel(X, Y)
     with pytest.raises((FloatingPointError, RuntimeError), match="injected failure"):

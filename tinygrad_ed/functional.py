@@ -1,6 +1,6 @@
 """The ops that take more than one tensor or a non-tensor argument, as functions (like torch.nn.functional).
 Each is a thin wrapper: it checks its arguments and calls one Function from tinygrad_ed.ops."""
-from tinygrad_ed.ops import movement, nn
+from tinygrad_ed.ops import layers, movement
 from tinygrad_ed.tensor import where  # noqa: F401  (where is part of this API)
 
 
@@ -33,7 +33,7 @@ def stack(tensors, axis=0):
 
 def linear(x, weight, bias=None):
     """x Wᵀ + b, with weight (out, in) and bias (out,)."""
-    return nn.Linear.apply(x, weight, *([bias] if bias is not None else []))
+    return layers.LinearFunction.apply(x, weight, *([bias] if bias is not None else []))
 
 
 def cross_entropy(logits, targets, ignore_index=None):
@@ -44,7 +44,7 @@ def cross_entropy(logits, targets, ignore_index=None):
         raise ValueError(f"cross_entropy: targets shape {targets.shape} must equal logits shape without its last "
                          f"axis, {logits.shape[:-1]}")
     _check_ids("cross_entropy targets", targets, logits.shape[-1], ignore_index)
-    return nn.CrossEntropy.apply(logits, targets=targets.data, ignore_index=ignore_index)
+    return layers.CrossEntropy.apply(logits, targets=targets.data, ignore_index=ignore_index)
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
@@ -56,14 +56,14 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
         if tensor.shape != x.shape[-1:]:
             raise ValueError(f"layer_norm: weight/bias shape {tensor.shape} must be ({x.shape[-1]},), the last "
                              f"axis of x {x.shape}")
-    return nn.LayerNorm.apply(x, *params, eps=eps)
+    return layers.LayerNormFunction.apply(x, *params, eps=eps)
 
 
 def embedding(weight, idx):
     """Rows of `weight` (V, C) picked by the integer ids `idx` (...): output (..., C)."""
     _check_same_device("embedding", weight, idx)
     _check_ids("embedding", idx, weight.shape[0])
-    return nn.Embedding.apply(weight, idx=idx.data)
+    return layers.EmbeddingFunction.apply(weight, idx=idx.data)
 
 
 def _default_generator(tensor, generator):
@@ -77,7 +77,7 @@ def dropout(x, p, training=True, generator=None):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    return nn.Dropout.apply(x, p=p, generator=_default_generator(x, generator))
+    return layers.DropoutFunction.apply(x, p=p, generator=_default_generator(x, generator))
 
 
 def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, generator=None):
@@ -86,6 +86,6 @@ def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, generator=
         raise ValueError(f"scaled_dot_product_attention: q, k, v must share one (B, H, T, D) shape, got "
                          f"{q.shape}, {k.shape}, {v.shape}")
     generator = _default_generator(q, generator) if dropout_p > 0 else None
-    return nn.Attention.apply(q, k, v, causal=causal, dropout_p=dropout_p, generator=generator)
+    return layers.Attention.apply(q, k, v, causal=causal, dropout_p=dropout_p, generator=generator)
 
 

@@ -18,7 +18,7 @@ import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
+from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.device import array_module
 from tinygrad_ed.functional import cat
 from tinygrad_ed.nn import Module

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from tinygrad_ed.cpu_runtime import keep_freed_memory, set_blas_threads
+from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.functional import cat
 from tinygrad_ed.parallel import (DataParallel, ParallelWrapper, _generator_slots, drop_gradients, replicate,
                                   set_generators)

@@ -10,6 +10,7 @@ one node at a time, in reverse topological order.
 """
 import numpy as np
 
+from tinygrad_ed import fast
 from tinygrad_ed.device import array_module, check_device, device_of, to_device
 
 # ----------------------------------------------------------------------------------------------------------
@@ -69,8 +70,10 @@ class Function:
             if tensor.device != device:
                 raise RuntimeError(f"{cls.__name__}: inputs are on different devices, {device!r} and "
                                    f"{tensor.device!r}; move one with .to({device!r}) first")
-        ctx = cls(array_module(device), inputs)
-        output = ctx.forward(*(tensor.data for tensor in inputs), **options)
+        xp, arrays = array_module(device), [tensor.data for tensor in inputs]
+        # the op itself, or a faster Function that computes the same (a fused CUDA kernel), chosen in tinygrad_ed/fast
+        ctx = fast.implementation(cls, xp, arrays, options)(xp, inputs)
+        output = ctx.forward(*arrays, **options)
         requires_grad = _grad_enabled and any(tensor.requires_grad for tensor in inputs)
         return Tensor(output, device=device_of(output), requires_grad=requires_grad, _ctx=ctx if requires_grad else None)
 

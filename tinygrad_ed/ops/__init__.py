@@ -5,5 +5,5 @@ reduce       sum max
 matmul       batched, broadcasting matrix product
 movement     reshape permute getitem cat stack
 activations  gelu softmax log_softmax
-nn           linear cross_entropy layer_norm embedding dropout attention
+layers       linear cross_entropy layer_norm embedding dropout attention
 """

@@ -1,7 +1,6 @@
 """Activations and normalisers: GELU (the MLP's nonlinearity), softmax and log-softmax (attention, the loss)."""
 import math
 
-from tinygrad_ed.cuda_kernels import fused
 from tinygrad_ed.erf import erf_with_gaussian
 from tinygrad_ed.tensor import Function
 
@@ -15,9 +14,6 @@ class Gelu(Function):
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
         xp, c = self.xp, x.dtype.type  # constants in x's dtype: a float64 constant would upcast float32 math
         self.x, self.approximate = x, approximate
-        self.kernels = fused(xp, x.dtype) if approximate == "none" else None
-        if self.kernels:  # cuda, float32: x·Φ(x) in one kernel (tinygrad_ed/cuda_kernels.py)
-            return self.kernels.gelu_forward(x)
         if approximate == "tanh":
             self.t = xp.tanh(c(math.sqrt(2 / math.pi)) * (x + c(0.044715) * x * x * x))
             return c(0.5) * x * (1 + self.t)
@@ -32,8 +28,6 @@ class Gelu(Function):
 
     def backward(self, grad):
         x, c = self.x, self.x.dtype.type
-        if self.kernels:  # cuda, float32: grad·(Φ(x) + x·φ(x)) in one kernel, Φ recomputed from x
-            return self.kernels.gelu_backward(x, grad)
         if self.approximate == "tanh":
             # d/dx = 0.5(1 + t) + 0.5x(1 - t²)·√(2/π)(1 + 3·0.044715x²)
             inner = c(math.sqrt(2 / math.pi)) * (1 + c(3 * 0.044715) * x * x)

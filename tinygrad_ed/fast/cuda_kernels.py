@@ -11,19 +11,16 @@ pass, with the same math as the op's plain code (written out in a comment above 
   cross-entropy forward             one block per row of V logits: softmax and -log p(target)
   attention softmax, its backward   one block per row of T scores: scale, causal mask and softmax in place
 
-One dispatch point: an op calls `fused(self.xp, dtype, ...)` and gets
-  - a CudaKernels object when xp is cupy and every dtype given is float32 (the training dtype), or
-  - None otherwise: numpy (the CPU), float64 (gradient checks, where the plain code's accuracy is the point) and
-    float16 (the half-precision model; its plain code already does the delicate parts in float32),
-then runs `if kernels: <one kernel> else: <the plain xp code>`. This module never imports cupy: the kernels are
-built from the `xp` the op passes in, the first time it asks, and cached (cupy compiles each one at its first launch).
-`with plain_path():` switches the kernels off, to compare both paths on one GPU.
+The ops never call these directly: tinygrad_ed/fast/cuda_ops.py wraps them as Functions that stand in for the plain
+ops where the arrays are cupy and float32 (the training dtype), and tinygrad_ed/fast/__init__.py chooses between the
+two. float64 (gradient checks, where the plain code's accuracy is the point) and float16 take the plain xp code.
+This module never imports cupy: `kernels_for(cupy)` builds the kernels from the module it is handed, once, and
+cupy compiles each one at its first launch.
 
 The row kernels run one block of BLOCK threads per row: thread k handles entries k, k + BLOCK, k + 2*BLOCK, ... of
 its row, and block_sum / block_max combine the threads' partial results through shared memory. The kernel sources
 are plain ASCII CUDA C; every launch passes C-contiguous float32 arrays and numpy scalars of the exact C type.
 """
-import contextlib
 from collections import namedtuple
 
 import numpy as np
@@ -236,34 +233,16 @@ ROW_KERNEL_NAMES = ("layer_norm_forward", "layer_norm_backward", "cross_entropy_
                     "attention_softmax_forward", "attention_softmax_backward")
 
 # ----------------------------------------------------------------------------------------------------------
-# the dispatch point
+# the launchers
 
-_enabled = True
-_kernels = {}  # array module -> its CudaKernels, built at the first fused() call that needs them
-
-
-def fused(xp, *dtypes):
-    """The fused kernels for arrays of module `xp` and these dtypes, or None where the plain xp code should run:
-    numpy, any dtype other than float32, or inside `with plain_path():`."""
-    if not _enabled or getattr(xp, "__name__", None) != "cupy":
-        return None
-    if any(np.dtype(dtype) != np.float32 for dtype in dtypes):
-        return None
-    if xp not in _kernels:
-        _kernels[xp] = CudaKernels(xp)
-    return _kernels[xp]
+_kernels = {}  # array module -> its CudaKernels
 
 
-@contextlib.contextmanager
-def plain_path():
-    """Inside `with plain_path():` fused() returns None, so every op runs its plain xp code, as on the CPU.
-    An op that ran its forward pass with a kernel still runs its backward with one (it saved what that needs)."""
-    global _enabled
-    previous, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = previous
+def kernels_for(cupy):
+    """The kernels for arrays of module `cupy`, built at the first call and kept."""
+    if cupy not in _kernels:
+        _kernels[cupy] = CudaKernels(cupy)
+    return _kernels[cupy]
 
 
 class CudaKernels:

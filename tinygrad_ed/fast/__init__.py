@@ -1,0 +1,59 @@
+"""The speed at the edge: what makes the plain math fast on one kind of machine, chosen in one place.
+
+A reader of the chapter can skip this package. The op files (tinygrad_ed/ops/) and optim/adamw.py hold each formula
+once, written against `xp` (numpy or cupy); everything here is an alternative that computes the same numbers faster:
+
+  rows.py          reductions over the short last axis (a row of attention scores, logits or channels): on numpy as
+                   BLAS matrix-vector products, measured several times faster there; elsewhere xp's own sum and max
+  cuda_kernels.py  fused CUDA kernels (GELU, LayerNorm, cross-entropy, the attention softmax, AdamW), and their
+  cuda_ops.py      Functions: subclasses of the plain ops whose forward and backward launch one kernel each
+  cpu_runtime.py   the BLAS thread count and the C allocator, for data parallelism over CPU cores
+
+The one dispatch point is `implementation(function, xp, arrays, options)`, which `Function.apply` asks before every
+op: it returns the op itself, or the faster Function registered for it when that one accepts these arrays (cupy and
+float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, param)` the same way.
+`with plain_path():` switches every alternative off, to compare the two paths on one GPU.
+"""
+import contextlib
+
+_enabled = True
+_alternatives = None  # plain op class -> its faster Function; built at the first call (see _table)
+
+
+def _table():
+    """The registered alternatives. Built on first use, from cuda_ops, which imports the ops (and never cupy): the
+    ops import Function from tinygrad_ed.tensor, which imports this module, so it cannot happen at import time."""
+    global _alternatives
+    if _alternatives is None:
+        from tinygrad_ed.fast import cuda_ops
+        _alternatives = cuda_ops.ALTERNATIVES
+    return _alternatives
+
+
+def implementation(function, xp, arrays, options):
+    """The Function class that should run `function` on these input arrays: a registered faster one where it accepts
+    them, else `function` itself."""
+    if not _enabled:
+        return function
+    faster = _table().get(function)
+    return faster if faster is not None and faster.accepts(xp, arrays, options) else function
+
+
+def parameter_update(optimizer, param):
+    """A faster `update_param(param, group, state)` for this optimizer and parameter, or None for its own."""
+    if not _enabled:
+        return None
+    from tinygrad_ed.fast.cuda_ops import fused_parameter_update
+    return fused_parameter_update(optimizer, param)
+
+
+@contextlib.contextmanager
+def plain_path():
+    """Inside `with plain_path():` every op and optimizer runs its plain xp code, as on the CPU. An op whose forward
+    ran with a kernel still runs its backward with one: it is an object of the kernel's class."""
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
