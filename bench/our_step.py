@@ -25,7 +25,7 @@ def training_step(size, workers, batches=8):
     import numpy as np
     from gpt import GPT, CharDataset, GPTConfig
     from optim import AdamW, clip_grad_norm_, weight_decay_groups
-    from tinygrad_ed.process_parallel import data_parallel
+    from tinygrad_ed.parallel import data_parallel
 
     n_layer, n_head, n_embd, block_size, batch_size = SIZES[size]
     model = GPT(GPTConfig(block_size=block_size, vocab_size=VOCAB_SIZE, n_layer=n_layer, n_head=n_head,

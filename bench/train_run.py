@@ -26,7 +26,8 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # idle BLAS threads slee
 
 
 def run_ours(max_iters, out_dir):
-    from gpt.training import cpu_preset, train
+    from gpt.config import cpu_preset
+    from gpt.training import train
     config = cpu_preset()
     config.max_iters, config.out_dir = max_iters, out_dir
     config.lr_decay_iters = max(max_iters, config.warmup_iters + 1)
@@ -42,7 +43,7 @@ def run_torch(max_iters):
     sys.path.insert(0, str(ROOT / "bench"))
     from torch_reference import GPT as TorchGPT, weight_decay_groups
     from gpt import GPT, CharDataset
-    from gpt.training import cpu_preset
+    from gpt.config import cpu_preset
     from optim import get_lr
 
     started = time.time()

@@ -139,7 +139,7 @@ class OursEngine:
         self.model.load_state_dict(np.load(init_path))
         self.model.train()
         # as gpt/training.py runs it: on the CPU one worker process per core, each on a slice of the batch
-        from tinygrad_ed.process_parallel import data_parallel
+        from tinygrad_ed.parallel import data_parallel
         self.runner = data_parallel(self.model, threads if device == "cpu" else 1)
         self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), weight_decay), lr=lr, betas=betas)
 

@@ -17,8 +17,10 @@ import time
 import numpy as np
 
 from gpt import GPT, CharDataset, GPTConfig
+from gpt.data import Batches
 from gpt.progress import text_plot
-from optim import SGD, AdamW, clip_grad_norm_, global_grad_norm, weight_decay_groups
+from gpt.step import configure_optimizers, train_step
+from optim import SGD, global_grad_norm
 from tinygrad_ed import Tensor, no_grad
 
 # A small GPT (105k parameters) that trains at many iterations a second on a CPU: the behaviour each experiment
@@ -42,26 +44,20 @@ def small_config(vocab_size, dtype="float32"):
 
 
 def train_curves(model, optimizer, dataset, iters, grad_clip=0.0, seed=SEED):
-    """A bare training loop (the chapter's steps 1-5, one micro-batch per iteration); returns losses and norms.
+    """`iters` iterations of the training step (gpt/step.py) at the optimizer's own learning rate, without a schedule
+    and with one micro-batch each; returns the losses and the gradient norms (before clipping).
 
-    The batches come from a generator seeded with `seed`, so two runs with one seed see the same batches.
-    The norm is the global gradient norm before clipping. The loop stops at a loss that is not finite, as
-    part 5's health check does ("Loss is NaN! Training crashed!").
+    The batches come from a generator seeded with `seed`, so two runs with one seed see the same batches. The run
+    stops at a loss that is not finite, as part 5's health check does ("Loss is NaN! Training crashed!").
     """
-    generator = np.random.default_rng(seed)
+    batches = Batches(dataset, BATCH_SIZE, model.config.block_size, seed)   # (B, T) each
+    batch, lr = batches.next(), optimizer.param_groups[0]["lr"]
     losses, norms = [], []
     for _ in range(iters):
-        X, Y = dataset.get_batch("train", BATCH_SIZE, model.config.block_size, generator)   # (B, T) each
-        _, loss = model(X, Y)                                        # step 1: forward
-        loss.backward()                                              # step 3: backward
-        if grad_clip != 0.0:                                         # step 4: clip the global norm
-            norm = clip_grad_norm_(model.parameters(), grad_clip)
-        else:
-            norm = global_grad_norm(model.parameters())
-        optimizer.step()                                             # step 5: update
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        norms.append(norm.item())
+        step = train_step(model, optimizer, batch, batches.next, lr, grad_clip=grad_clip, measure_norm=True)
+        batch = step.next_batch
+        losses.append(step.loss.item())
+        norms.append(step.grad_norm.item())
         if not math.isfinite(losses[-1]):
             break
     return losses, norms
@@ -70,8 +66,8 @@ def train_curves(model, optimizer, dataset, iters, grad_clip=0.0, seed=SEED):
 def make_optimizer(name, model, lr):
     if name == "sgd":
         return SGD(model.parameters(), lr=lr)
-    # nanoGPT's configure_optimizers: weight decay on matrices only, betas (0.9, 0.95) as the chapter's example
-    return AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=lr, betas=(0.9, 0.95))
+    # nanoGPT's configure_optimizers, with betas (0.9, 0.95) as the chapter's example
+    return configure_optimizers(model, weight_decay=0.1, learning_rate=lr, betas=(0.9, 0.95))
 
 
 def curve(losses):

@@ -15,7 +15,8 @@ import numpy as np
 
 from gpt.checkpoint import CheckpointError, load_checkpoint, restore
 from gpt.model import GPT
-from gpt.training import CHECKPOINT_NAME, TrainConfig
+from gpt.checkpoint import CHECKPOINT_NAME
+from gpt.config import TrainConfig
 from tinygrad_ed import Tensor, cuda_available
 from tinygrad_ed.device import DEVICES
 

@@ -13,63 +13,28 @@ With --explain it runs only iteration 0 and prints it as the chapter's part 3, s
 (gpt/explain.py); nothing is saved.
 """
 import argparse
-import inspect
 import os
-import re
 import sys
-from dataclasses import fields, replace
-from typing import Optional
+from dataclasses import fields
 
 import numpy as np
 
-from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.checkpoint import CheckpointError
+from gpt.config import TrainConfig, add_flags, make_config
 from gpt.data import CharDataset
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration
 from gpt.progress import save_png, text_plot
-from gpt.training import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, cpu_preset, gpu_preset, train
+from gpt.training import TrainingDiverged, train
 from tinygrad_ed import Tensor, cuda_available
-from tinygrad_ed.device import DEVICES
-
-CHOICES = {"device": DEVICES, "dtype": ("float32", "float16"), "init_from": ("scratch", "resume")}
-
-
-def optional_float(text):
-    """A number, or "none" for None (peak_flops)."""
-    return None if text.lower() == "none" else float(text)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help shows the module docstring as written, and each flag's default."""
 
 
-def field_comments():
-    """TrainConfig's why-comment of each field (its first line), so --help explains every knob in the code's words."""
-    return dict(re.findall(r"^ +(\w+): [^=\n]+=[^#\n]*# *(.+)$", inspect.getsource(TrainConfig), re.MULTILINE))
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    cpu, gpu = cpu_preset(), gpu_preset()
-    comments = field_comments()
-    for field in fields(TrainConfig):
-        names = ["--" + field.name.replace("_", "-")]
-        if "_" in field.name:
-            names.append("--" + field.name)  # nanoGPT's spelling, --max_iters, works too
-        # SUPPRESS: a flag not given stays out of the parsed arguments, so the preset (or the checkpoint) decides
-        options = dict(default=argparse.SUPPRESS, dest=field.name,
-                       help=f"{comments.get(field.name, '')} (cpu preset: {getattr(cpu, field.name)!r}, "
-                            f"cuda preset: {getattr(gpu, field.name)!r})".replace("%", "%%"))
-        if field.type is bool:
-            options["action"] = argparse.BooleanOptionalAction
-        elif field.type in (int, float, str):
-            options["type"] = field.type
-        elif field.type == Optional[float]:
-            options["type"] = optional_float
-        else:
-            raise TypeError(f"TrainConfig.{field.name} has type {field.type}, which has no flag parser here")
-        if field.name in CHOICES:
-            options["choices"] = CHOICES[field.name]
-        parser.add_argument(*names, **options)
+    add_flags(parser)  # every TrainConfig field, with its reason as the help (gpt/config.py)
     parser.add_argument("--resume", action="store_true", help="continue from out_dir/ckpt.npz (init_from=resume)")
     parser.add_argument("--sample-tokens", "--sample_tokens", type=int, default=300,
                         help="characters to generate after training")
@@ -83,23 +48,6 @@ def build_parser():
     return parser
 
 
-def make_config(args):
-    """The TrainConfig: a preset (or the resumed checkpoint's settings) with the flags given on top."""
-    cli_only = ("resume", "sample_tokens", "start", "explain", "explain_param", "lang")
-    overrides = {name: value for name, value in vars(args).items() if name not in cli_only}
-    device = overrides.pop("device", None) or ("cuda" if cuda_available() else "cpu")
-    if args.resume:
-        overrides["init_from"] = "resume"
-    if overrides.get("init_from") == "resume":
-        # continue with the settings the run was saved with; the device is this machine's, not the checkpoint's
-        path = os.path.join(overrides.get("out_dir", TrainConfig.out_dir), CHECKPOINT_NAME)
-        saved = load_checkpoint(path).train_config
-        known = {field.name for field in fields(TrainConfig)}
-        base = {name: value for name, value in saved.items() if name in known and name != "device"}
-        return TrainConfig(**{**base, "device": device, **overrides})
-    return replace(cpu_preset() if device == "cpu" else gpu_preset(), **{"device": device, **overrides})
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -107,8 +55,11 @@ def main(argv=None):
         parser.error(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     if args.explain and (args.resume or getattr(args, "init_from", None) == "resume"):
         parser.error("--explain shows iteration 0 of a new model; it cannot be combined with --resume")
+    overrides = {item.name: getattr(args, item.name) for item in fields(TrainConfig) if hasattr(args, item.name)}
+    if args.resume:
+        overrides["init_from"] = "resume"
     try:
-        config = make_config(args)
+        config = make_config(overrides)
     except ValueError as error:  # a setting out of range, e.g. --dtype float16 on the CPU
         parser.error(str(error))
     except CheckpointError as error:

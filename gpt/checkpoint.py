@@ -9,10 +9,12 @@ checkpoint from elsewhere cannot run code):
 
 It is written atomically: to a temporary file in the same directory, flushed to disk, then renamed over the old
 checkpoint in one step (os.replace). A crash at any moment leaves either the old checkpoint or the new one, whole.
+A run saves through a CheckpointSaver, which keeps an earlier run's checkpoint instead of overwriting it.
 """
 import json
 import os
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, fields, is_dataclass
@@ -22,6 +24,7 @@ import numpy as np
 from gpt.data import CharTokenizer
 from gpt.model import GPTConfig
 
+CHECKPOINT_NAME = "ckpt.npz"  # in a run's out_dir
 FORMAT = "tinygrad_ed checkpoint"
 VERSION = 1
 METADATA_KEYS = ("format", "version", "iter_num", "best_val_loss", "train_config", "model_config", "tokenizer",
@@ -77,6 +80,27 @@ def save_checkpoint(path, model, optimizer, scaler, iter_num, best_val_loss, tra
     arrays["metadata"] = np.array(json.dumps(metadata))  # a 0-d string array: no pickle needed
     _write_atomically(path, arrays)
     return path
+
+
+class CheckpointSaver:
+    """Where a run saves: out_dir/ckpt.npz. A fresh run that finds an earlier run's checkpoint there keeps it, at its
+    first save, as ckpt-previous-<date>-<time>.npz rather than overwrite it (a resumed run continues its own)."""
+
+    def __init__(self, out_dir, fresh_run):
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise CheckpointError(f"out_dir {out_dir!r} is a file, not a folder: checkpoints could not be saved")
+        self.path = os.path.join(out_dir, CHECKPOINT_NAME)
+        self._keep_earlier = fresh_run and os.path.exists(self.path)
+
+    def save(self, *state):
+        """save_checkpoint(self.path, *state); returns where the earlier run's checkpoint was kept, or None."""
+        kept_as = None
+        if self._keep_earlier:
+            kept_as = os.path.join(os.path.dirname(self.path), time.strftime("ckpt-previous-%Y%m%d-%H%M%S.npz"))
+            os.replace(self.path, kept_as)
+            self._keep_earlier = False
+        save_checkpoint(self.path, *state)
+        return kept_as
 
 
 def _write_atomically(path, arrays):

@@ -134,3 +134,27 @@ class CharDataset:
         x = Tensor(windows[:, :-1], device=device)  # (B, T)
         y = Tensor(windows[:, 1:], device=device)   # (B, T)
         return x, y
+
+
+class Batches:
+    """The endless stream of training batches a run draws, one `next()` at a time, from a seeded generator.
+
+    `state` is the generator's state before the latest draw: a checkpoint stores it, so that a resumed run draws the
+    batch that was pending when it stopped, and every one after it, exactly as the run would have.
+    """
+
+    def __init__(self, dataset, batch_size, block_size, seed, device="cpu", split="train"):
+        self.dataset, self.batch_size, self.block_size, self.device, self.split = \
+            dataset, batch_size, block_size, device, split
+        self.generator = np.random.default_rng(seed)
+        self.state = self.generator.bit_generator.state
+
+    def next(self):
+        """The next (X, Y), each (B, T)."""
+        self.state = self.generator.bit_generator.state
+        return self.dataset.get_batch(self.split, self.batch_size, self.block_size, self.generator, self.device)
+
+    def restore(self, state):
+        """Continue from a saved `state`: the next draw is the batch that was pending when it was saved."""
+        self.generator.bit_generator.state = state
+        self.state = state

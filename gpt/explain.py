@@ -2,9 +2,9 @@
 
     python examples/train_char_gpt.py --explain [--lang zh] [--explain-param NAME[i,j]] [any TrainConfig flag]
 
-explain_iteration() runs iteration 0 of train() in gpt/training.py, built from the same pieces: the same model
-(seeded by config.seed), optimizer groups (weight_decay_groups), batch generator, get_lr(0, ...), clip_grad_norm_
-and AdamW. What it prints is what train(config) computes for its first update, in this order:
+explain_iteration() runs iteration 0 of train() in gpt/training.py: the same initialise(config) (model, AdamW,
+batches, data-parallel workers), the same learning_rate(config, 0) and the same train_step, which it watches through
+a StepObserver instead of computing anything beside it. What it prints is train(config)'s first update, in order:
 
     the batch           X, Y = get_batch('train'): token ids and the text they stand for
     步骤1 forward        sample 0, position 0: top-5 scores, softmax, -log p; the mean loss against ln V (FAQ Q1)
@@ -15,10 +15,8 @@ and AdamW. What it prints is what train(config) computes for its first update, i
                         optimizer's own step through optimizer.watch()/last_update(), not recomputed beside it)
     then the learning rate (warmup) and the update / parameter ratio per group (part 5's health check).
 
-NOTE: two differences from train(). The micro-steps run on the plain model, not split over data-parallel workers:
-the same gradient up to float rounding (the workers sum a split batch in another order), but with dropout > 0 the
-workers draw other masks, so only train(workers=1) repeats a dropout run exactly (tests/test_explain.py checks it bit for
-bit). And there is no evaluation and no checkpoint.
+NOTE: unlike train(), there is no evaluation and no checkpoint; neither changes the update (tests/test_explain.py
+checks the weights after it bit for bit against train()'s).
 """
 import difflib
 import json
@@ -29,9 +27,10 @@ import unicodedata
 import numpy as np
 
 from gpt.data import CharDataset
-from gpt.model import GPT
-from gpt.training import update_ratio
-from optim import AdamW, clip_grad_norm_, get_lr, global_grad_norm, weight_decay_groups
+from gpt.progress import update_ratio
+from gpt.step import StepObserver, train_step
+from gpt.training import initialise, learning_rate
+from optim import global_grad_norm
 from tinygrad_ed.device import to_device
 
 DEFAULT_PARAM = "transformer.h.0.attn.c_attn.weight[0,0]"  # a weight of the first attention's q, k, v matmul
@@ -48,10 +47,6 @@ LABELS = {
         "config": "config: {config}",
         "model": "model: {n_params} parameters, a vocabulary of {vocab} characters; seed {seed}: the same weights "
                  "and batches as train() with this seed",
-        "parallel": "note: train() splits each batch over {workers} worker processes; here the micro-steps run "
-                    "on the plain model: the same gradient up to float rounding",
-        "parallel_dropout": "note: with dropout {dropout} train()'s {workers} workers draw other dropout masks than "
-                            "the plain model; train(workers=1) repeats these numbers exactly",
         "batch_title": "The batch: X, Y = get_batch('train')  (假设我们已经完成数据加载)",
         "x_shape": "X.shape = {shape}   # batch_size = {B}, block_size = {T}: {B} windows of {T} characters",
         "y_shape": "Y.shape = {shape}   # Y[b, t] = X[b, t+1]: the target is always the next character",
@@ -157,10 +152,6 @@ LABELS = {
         "config": "配置：{config}",
         "model": "模型：{n_params} 个参数，词表 {vocab} 个字符；随机种子 {seed}：与用同一种子的 train() "
                  "相同的初始参数和批次",
-        "parallel": "注意：train() 把每个批次分给 {workers} 个工作进程；这里的微步直接在模型上运行："
-                    "梯度相同（只差浮点舍入）",
-        "parallel_dropout": "注意：dropout = {dropout} 时，train() 的 {workers} 个工作进程抽取的 dropout 掩码与单个"
-                            "模型不同；train(workers=1) 才能精确重现这些数字",
         "batch_title": "批次数据：X, Y = get_batch('train')（假设我们已经完成数据加载）",
         "x_shape": "X.shape = {shape}   # batch_size = {B}, block_size = {T}：{B} 段、每段 {T} 个字符",
         "y_shape": "Y.shape = {shape}   # Y[b, t] = X[b, t+1]：目标永远是下一个字符",
@@ -315,73 +306,68 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
         raise ValueError("explain shows iteration 0 of a new model (init_from='scratch'), not a resumed run")
     writer = _Writer(lang, out)
 
-    # ---- 1. initialisation, as train(): the model, the optimizer's two groups, the batch generator ----
+    # ---- 1. initialisation, train()'s own; AdamW records the followed entry's m, v, m̂, v̂, ... as it updates it
     dataset = dataset if dataset is not None else CharDataset()
     tokenizer = dataset.tokenizer
-    model = GPT(config.model_config(tokenizer.vocab_size), device=config.device, seed=config.seed)
-    name, param, index = parse_param_spec(param_spec, model)
-    optimizer = AdamW(weight_decay_groups(model.named_parameters(), config.weight_decay), lr=config.learning_rate,
-                      betas=(config.beta1, config.beta2))
-    watch_key = optimizer.watch(param, index)  # AdamW records this entry's m, v, m̂, v̂, ... while it updates it
-    batch_generator = np.random.default_rng(config.seed)
-
-    def next_batch():
-        return dataset.get_batch("train", config.batch_size, config.block_size, batch_generator, config.device)
-
-    X, Y = next_batch()
-    # step 2.1: the learning rate of iteration 0, on every group
-    lr = get_lr(0, config.learning_rate, config.warmup_iters, config.lr_decay_iters, config.min_lr) \
-        if config.decay_lr else config.learning_rate
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    params = model.parameters()
+    raw_model, model, optimizer, _, batches = initialise(config, dataset)
+    name, param, index = parse_param_spec(param_spec, raw_model)
+    watch_key = optimizer.watch(param, index)
     group = next(g for g in optimizer.param_groups if any(param is p for p in g["params"]))  # w's group
     weight = dict(name=name, index=", ".join(map(str, index)),
                   group=writer.text("group_decay" if group is optimizer.param_groups[0] else "group_no_decay"))
-
-    _print_header(writer, config, model, tokenizer)
+    X, Y = batches.next()
+    _print_header(writer, config, raw_model, tokenizer)
     _print_batch(writer, tokenizer, X, Y)
 
-    # step 2.2: gradient accumulation as train() runs it; the forward of micro-step 0 is the chapter's step 1
-    steps = config.gradient_accumulation_steps
-    micro_losses, running = [], []
-    for micro_step in range(steps):
-        logits, loss = model(X, Y)
-        if micro_step == 0:
-            forward = _print_forward(writer, model, tokenizer, X, Y, logits, loss)
-        micro_losses.append(loss.item())
-        loss = loss / steps      # so that the summed gradients are the mean over the micro-batches
-        X, Y = next_batch()      # train() fetches the next batch here, before backward
-        loss.backward()          # gradients add up (+=) across micro-steps
-        running.append(float(param.grad[index]))
+    # ---- 2. iteration 0: train()'s step, watched; the forward of micro-step 0 is the chapter's step 1
+    lr = learning_rate(config, 0)
+    watcher = _Watcher(writer, raw_model, tokenizer, param, index)
+    step = train_step(model, optimizer, (X, Y), batches.next, lr, config.gradient_accumulation_steps,
+                      config.grad_clip, measure_norm=True, observer=watcher)
+    update = optimizer.last_update(watch_key)
+
+    steps, micro_losses, running = config.gradient_accumulation_steps, watcher.micro_losses, watcher.running
     mean_loss = sum(micro_losses) / steps
     _print_accumulation(writer, weight, micro_losses, running, steps, mean_loss)
     grad = running[-1]
-    _print_backward(writer, config, model, weight, param, index, mean_loss, grad)
-
-    # step 2.3: clip the global gradient norm (measured even when clipping is off)
+    _print_backward(writer, config, raw_model, weight, param.shape, update["old"], mean_loss, grad)
     writer.say("clip_title", 0)
-    entries = sum(p.size for p in params if p.grad is not None)
-    grad_norm = (clip_grad_norm_(params, config.grad_clip) if config.grad_clip != 0.0
-                 else global_grad_norm(params)).item()
-    factor = _print_clipping(writer, config, params, grad_norm, entries)
-    grad_clipped = float(param.grad[index])
-    writer.say("clipped", grad=_e(grad_clipped))
+    grad_norm = step.grad_norm.item()
+    factor = _print_clipping(writer, config, grad_norm, watcher.entries, watcher.clipped_norm)
+    writer.say("clipped", grad=_e(watcher.clipped_grad))
     writer.line()
-
-    # step 2.4: the update on the optimizer's own arrays; the watch keeps what it computed for w
-    weights_before = [p.data.copy() for p in params]
-    optimizer.step()
-    update = optimizer.last_update(watch_key)
-    optimizer.zero_grad(set_to_none=True)  # step 2.5
     _print_update(writer, group, weight, update)
     _print_lr(writer, config, lr)
-    group_ratios, log_ratio = _print_health(writer, config, optimizer, params, weights_before, grad_norm, lr)
+    params = raw_model.parameters()
+    group_ratios, log_ratio = _print_health(writer, config, optimizer, params, watcher.weights_before, grad_norm, lr)
     writer.say("done", 0)
     return dict(param=name, index=index, lr=lr, micro_losses=micro_losses, loss=mean_loss, running_grads=running,
-                grad=grad, grad_norm=grad_norm, clip_factor=factor, grad_clipped=grad_clipped, update=update,
+                grad=grad, grad_norm=grad_norm, clip_factor=factor, grad_clipped=watcher.clipped_grad, update=update,
                 old=update["old"], new=update["new"], group_ratios=group_ratios, update_ratio=log_ratio,
-                model=model, optimizer=optimizer, **forward)
+                model=raw_model, optimizer=optimizer, **watcher.forward)
+
+
+class _Watcher(StepObserver):
+    """What explain_iteration needs from inside train_step: micro-step 0's forward (printed then, while the weights
+    are still the old ones), each micro-step's loss, the followed entry's gradient as it accumulates and after
+    clipping, and the weights before the update."""
+
+    def __init__(self, writer, raw_model, tokenizer, param, index):
+        self.writer, self.raw_model, self.tokenizer, self.param, self.index = writer, raw_model, tokenizer, param, index
+        self.micro_losses, self.running = [], []
+
+    def micro_step(self, index, X, Y, logits, loss):
+        if index == 0:
+            self.forward = _print_forward(self.writer, self.raw_model, self.tokenizer, X, Y, logits, loss)
+        self.micro_losses.append(loss.item())
+        self.running.append(float(self.param.grad[self.index]))  # the gradients add up (+=) across micro-steps
+
+    def before_update(self, model, grad_norm):
+        params = model.parameters()
+        self.entries = sum(p.size for p in params if p.grad is not None)
+        self.clipped_norm = global_grad_norm(params).item()
+        self.clipped_grad = float(self.param.grad[self.index])
+        self.weights_before = [p.data.copy() for p in params]
 
 
 class _Writer:
@@ -409,9 +395,6 @@ def _print_header(writer, config, model, tokenizer):
             "weight_decay", "beta1", "beta2", "grad_clip", "seed")
     writer.say("config", config=", ".join(f"{key}={getattr(config, key)}" for key in keys))
     writer.say("model", n_params=f"{model.num_parameters():,}", vocab=tokenizer.vocab_size, seed=config.seed)
-    workers = config.worker_count()  # as train() counts them
-    if workers > 1:
-        writer.say("parallel_dropout" if config.dropout > 0 else "parallel", workers=workers, dropout=config.dropout)
     writer.line()
 
 
@@ -489,11 +472,11 @@ def _print_accumulation(writer, weight, micro_losses, running, steps, mean_loss)
     writer.line()
 
 
-def _print_backward(writer, config, model, weight, param, index, loss, grad):
+def _print_backward(writer, config, model, weight, shape, value, loss, grad):
     writer.say("backward_title", 0)
     writer.say("chain", n_layer=config.n_layer, n_params=f"{model.num_parameters():,}")
-    writer.say("weight", shape=param.shape, **weight)
-    writer.say("value", w=_w(float(param.data[index])))
+    writer.say("weight", shape=shape, **weight)
+    writer.say("value", w=_w(value))
     writer.say("loss_now", loss=f"{loss:.4f}")
     writer.say("grad", grad=_e(grad))
     if grad == 0:
@@ -505,7 +488,7 @@ def _print_backward(writer, config, model, weight, param, index, loss, grad):
     writer.line()
 
 
-def _print_clipping(writer, config, params, grad_norm, entries):
+def _print_clipping(writer, config, grad_norm, entries, clipped_norm):
     """The norm, the threshold and the factor clip_grad_norm_ applied (None when clipping is off)."""
     writer.say("norm", n=f"{entries:,}", norm=f"{grad_norm:.4f}")
     if config.grad_clip == 0.0:
@@ -515,7 +498,7 @@ def _print_clipping(writer, config, params, grad_norm, entries):
     factor = min(1.0, config.grad_clip / (grad_norm + 1e-6))  # clip_grad_norm_'s formula
     if factor < 1.0:
         writer.say("scale", clip=config.grad_clip, norm=f"{grad_norm:.4f}", factor=f"{factor:.4f}",
-                   new_norm=f"{global_grad_norm(params).item():.4f}")
+                   new_norm=f"{clipped_norm:.4f}")
     else:
         writer.say("no_scale", clip=config.grad_clip, norm=f"{grad_norm:.4f}")
     return factor

@@ -140,6 +140,15 @@ class GPT(Module):
         logits = self.lm_head(x)                                                       # (B, T, V)
         return logits, F.cross_entropy(logits, targets)
 
+    def flops_per_token(self):
+        """FLOPs of one token's forward and backward pass, nanoGPT's estimate_mfu count (PaLM appendix B): 6N for the N
+        weights (2 per multiply-add forward, 4 backward) plus 12·L·H·Q·T for attention over T positions (L layers,
+        H heads, Q head size). N leaves out the position embeddings, as nanoGPT does: a lookup is not a matmul."""
+        cfg = self.config
+        N = self.num_parameters() - self.transformer.wpe.weight.size
+        L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
+        return 6 * N + 12 * L * H * Q * T
+
     def _check_tokens(self, name, tokens):
         if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.dtype.kind not in "iu":
             raise TypeError(f"{name} must be a 2-D Tensor of integer token ids (B, T), got "

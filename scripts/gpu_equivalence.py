@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere: gpt, optim 
 import numpy as np  # noqa: E402
 
 from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
-from gpt.training import gpu_preset, train  # noqa: E402
+from gpt.config import gpu_preset  # noqa: E402
+from gpt.training import train  # noqa: E402
 from optim import AdamW  # noqa: E402
 from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention  # noqa: E402
 from tinygrad_ed.fast import plain_path  # noqa: E402

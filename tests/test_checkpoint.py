@@ -10,7 +10,7 @@ from gpt import checkpoint as checkpoint_module
 from gpt.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
 from gpt.data import CharTokenizer
 from gpt.model import GPT, GPTConfig
-from gpt.training import TrainConfig
+from gpt.config import TrainConfig
 from optim import AdamW, GradScaler, weight_decay_groups
 from tinygrad_ed import Tensor
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt.training import TrainConfig
+from gpt.config import TrainConfig
 from tinygrad_ed import cuda_available
 
 REPO = Path(__file__).resolve().parent.parent

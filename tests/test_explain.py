@@ -15,7 +15,8 @@ import pytest
 from gpt.data import CharDataset
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration, parse_param_spec
 from gpt.model import GPT
-from gpt.training import TrainConfig, train
+from gpt.config import TrainConfig
+from gpt.training import train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=4, gradient_accumulation_steps=2, dropout=0.0,
@@ -43,16 +44,17 @@ def explain(config, dataset, param=DEFAULT_PARAM, lang="en"):
 
 
 def train_iteration_0(config, dataset):
-    """train() for one iteration on one worker (no DataParallel): (TrainResult, its 'iter 0:' log line)."""
+    """train() for one iteration with the same settings: (TrainResult, its 'iter 0:' log line)."""
     lines = []
-    result = train(replace(config, max_iters=1, eval_interval=1000, eval_iters=1, log_interval=1, workers=1),
-                   dataset, log=lines.append)
+    result = train(replace(config, max_iters=1, eval_interval=1000, eval_iters=1, log_interval=1), dataset,
+                   log=lines.append)
     return result, next(line for line in lines if line.startswith("iter 0:"))
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_explain_is_iteration_0_of_train(tmp_path, shakespeare, dropout):
-    config = tiny(tmp_path, dropout=dropout)
+@pytest.mark.parametrize("workers, batch_size, block_size", [(1, 4, 8), (2, 8, 64)])  # 512 tokens: two shards
+def test_explain_is_iteration_0_of_train(tmp_path, shakespeare, dropout, workers, batch_size, block_size):
+    config = tiny(tmp_path, dropout=dropout, workers=workers, batch_size=batch_size, block_size=block_size)
     explained, text = explain(config, shakespeare, "transformer.h.0.attn.c_attn.weight[3,5]")
     trained, log_line = train_iteration_0(config, shakespeare)
 

@@ -6,9 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from gpt import GPT, GPTConfig
 from tinygrad_ed import Tensor, no_grad
-from tinygrad_ed import parallel
-from tinygrad_ed.parallel import DataParallel, replicate
-from tinygrad_ed.process_parallel import ProcessDataParallel, data_parallel
+from tinygrad_ed.parallel import DataParallel, ProcessDataParallel, data_parallel, replicate
+from tinygrad_ed.parallel import sharding
 
 KINDS = [DataParallel, ProcessDataParallel]
 
@@ -16,9 +15,9 @@ KINDS = [DataParallel, ProcessDataParallel]
 @pytest.fixture(autouse=True, scope="module")
 def shard_even_tiny_batches():
     """These tests use batches of a few tokens; let them split anyway so the sharded path is what is tested."""
-    saved, parallel.MIN_SHARD_TOKENS = parallel.MIN_SHARD_TOKENS, 1
+    saved, sharding.MIN_SHARD_TOKENS = sharding.MIN_SHARD_TOKENS, 1
     yield
-    parallel.MIN_SHARD_TOKENS = saved
+    sharding.MIN_SHARD_TOKENS = saved
 
 
 def tiny_model(dropout=0.0, seed=0):
@@ -108,7 +107,7 @@ def test_eval_under_no_grad_builds_no_graph_and_matches(kind):
 
 
 def test_small_batches_run_whole_in_the_calling_thread(monkeypatch):
-    monkeypatch.setattr(parallel, "MIN_SHARD_TOKENS", 256)
+    monkeypatch.setattr(sharding, "MIN_SHARD_TOKENS", 256)
     model = tiny_model()
     X, Y = batch(4, 8, 4)                              # 32 tokens: below one shard's worth
     calls = []

@@ -7,12 +7,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gpt import training
+from gpt import checkpoint, config as config_module, step as step_module, training
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.data import CharDataset
 from gpt.progress import ProgressBar, format_duration, text_plot
-from gpt.training import TrainConfig, TrainingDiverged, cpu_preset, gpu_preset, train
+from gpt.config import TrainConfig, cpu_preset, gpu_preset
+from gpt.training import TrainingDiverged, train
 from optim import get_lr
+from tinygrad_ed import mixed_precision
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +79,13 @@ def test_resume_is_exact(tmp_path, shakespeare):
 
 def test_a_nan_gradient_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, shakespeare, monkeypatch):
     saved = []  # the checkpoint's bytes after every save
-    real_save = training.save_checkpoint
+    real_save = checkpoint.save_checkpoint
 
     def recording_save(path, *args):
         real_save(path, *args)
         saved.append(open(path, "rb").read())
 
-    real_clip = training.clip_grad_norm_
+    real_clip = step_module.clip_grad_norm_
 
     def clip_with_a_nan_at_iteration_5(params, max_norm):
         if len(clip_calls) == 5:
@@ -92,8 +94,8 @@ def test_a_nan_gradient_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, sh
         return real_clip(params, max_norm)
 
     clip_calls = []
-    monkeypatch.setattr(training, "save_checkpoint", recording_save)
-    monkeypatch.setattr(training, "clip_grad_norm_", clip_with_a_nan_at_iteration_5)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", recording_save)
+    monkeypatch.setattr(step_module, "clip_grad_norm_", clip_with_a_nan_at_iteration_5)
     config = tiny(tmp_path, max_iters=10, eval_interval=2, log_interval=1, always_save_checkpoint=True)
     with pytest.raises(TrainingDiverged) as caught:
         train(config, shakespeare, log=quiet)
@@ -129,16 +131,17 @@ def test_float16_is_rejected_on_the_cpu():
 def test_float16_path_learns_and_skips_overflowing_steps(tmp_path, shakespeare, monkeypatch):
     # float16 is meant for cuda; setting it after construction bypasses the CPU check to run the same code on
     # numpy: float16 forward/backward, float32 weights in the optimizer, a loss scaler that skips an inf step
-    real_move = training._move_gradients
+    real_backward = mixed_precision.HalfLoss.backward
 
-    def move_with_an_inf_at_iteration_3(source, target):
-        real_move(source, target)
+    def backward_with_an_inf_at_iteration_3(self, grad):
+        grads = real_backward(self, grad)    # the float16 gradients, cast to the float32 weights' dtype
         if len(moves) == 3:
-            target.parameters()[0].grad[0, 0] = np.inf  # an overflow, as too large a loss scale produces
+            grads[0][0, 0] = np.inf          # an overflow, as too large a loss scale produces
         moves.append(None)
+        return grads
 
     moves = []
-    monkeypatch.setattr(training, "_move_gradients", move_with_an_inf_at_iteration_3)
+    monkeypatch.setattr(mixed_precision.HalfLoss, "backward", backward_with_an_inf_at_iteration_3)
     config = tiny(tmp_path, max_iters=30, learning_rate=1e-2, log_interval=1, eval_interval=30)
     config.dtype = "float16"
     lines = []
@@ -205,7 +208,7 @@ def test_log_lines_carry_the_health_numbers_and_mfu_against_a_stated_peak(tmp_pa
     for line in iteration_lines:
         for part in ("loss", "lr", "ms/iter", "tok/s", "grad norm", "update/param", "mfu"):
             assert part in line
-    assumed = f"of {training.assumed_peak_flops(tiny(tmp_path)) / 1e9:,.0f} GFLOP/s"
+    assumed = f"of {config_module.assumed_peak_flops(tiny(tmp_path)) / 1e9:,.0f} GFLOP/s"
     assert assumed in iteration_lines[0]
     lines = []
     train(tiny(tmp_path / "b", max_iters=1, peak_flops=1e12), shakespeare, log=lines.append)
@@ -215,9 +218,9 @@ def test_log_lines_carry_the_health_numbers_and_mfu_against_a_stated_peak(tmp_pa
 def test_the_learning_rate_follows_the_schedule(tmp_path, shakespeare):
     config = tiny(tmp_path, max_iters=7, warmup_iters=3, lr_decay_iters=6, learning_rate=1e-2, min_lr=1e-3)
     result = train(config, shakespeare, log=quiet)
-    # the last value set (step 2.1 of iteration 7, before the final evaluation) is the schedule's
+    # the last value set (step 2.1 of iteration 6, the last update) is the schedule's: min_lr from lr_decay_iters on
     for group in result.optimizer.param_groups:
-        assert group["lr"] == get_lr(7, 1e-2, 3, 6, 1e-3) == 1e-3
+        assert group["lr"] == get_lr(6, 1e-2, 3, 6, 1e-3) == 1e-3
     constant = train(replace(config, out_dir=str(tmp_path / "constant"), decay_lr=False), shakespeare, log=quiet)
     assert all(group["lr"] == 1e-2 for group in constant.optimizer.param_groups)
 

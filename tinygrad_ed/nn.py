@@ -4,6 +4,8 @@ A Module finds its parameters by walking its attributes: Tensors that require gr
 Modules. The dotted path to each parameter is its name (`transformer.h.0.attn.c_attn.weight`), which is what
 `named_parameters()`, `state_dict()` and checkpoints use.
 """
+import copy
+
 import numpy as np
 
 from tinygrad_ed import functional as F
@@ -80,6 +82,27 @@ class Module:
                                  f"dict but {parameter.shape} in the model")
         for name, parameter in parameters.items():
             parameter.data[...] = to_device(state_dict[name], parameter.device).astype(parameter.dtype)
+
+
+def copy_module(module, new_parameter):
+    """A copy of a module tree in which every parameter is `new_parameter(parameter)`, made once per tensor so that
+    tied weights stay tied; everything else (configs, generators, buffers) is shared with the original."""
+    copies = {}  # id(original tensor) -> its copy
+
+    def copy_tree(original):
+        clone = copy.copy(original)
+        for name, value in vars(original).items():
+            if isinstance(value, Tensor) and value.requires_grad:
+                if id(value) not in copies:
+                    copies[id(value)] = new_parameter(value)
+                setattr(clone, name, copies[id(value)])
+            elif isinstance(value, Module):
+                setattr(clone, name, copy_tree(value))
+            elif isinstance(value, list) and any(isinstance(item, Module) for item in value):
+                setattr(clone, name, [copy_tree(item) for item in value])
+        return clone
+
+    return copy_tree(module)
 
 
 def _normal(generator, shape, std, device, dtype):

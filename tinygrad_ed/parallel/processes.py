@@ -1,4 +1,5 @@
-"""Data parallelism over processes: DataParallel's idea without Python's global interpreter lock (GIL).
+"""Data parallelism over processes: the idea of tinygrad_ed/parallel/sharding.py without Python's global
+interpreter lock (GIL), which the thread version (threads.py) shares.
 
 Two threads of one process take turns holding the GIL for every op's Python bookkeeping; measured on the default
 CPU run, two half-batch shards took 37 ms as threads and 32 ms as separate processes. So here each extra shard runs
@@ -16,14 +17,15 @@ import multiprocessing
 import os
 import traceback
 import weakref
+from functools import partial
 
 import numpy as np
 
 from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.functional import cat
-from tinygrad_ed.parallel import (DataParallel, ParallelWrapper, _generator_slots, drop_gradients, replicate,
-                                  set_generators)
-from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled, no_grad
+from tinygrad_ed.parallel.sharding import (ParallelWrapper, ShardedLoss, drop_gradients, generator_slots, replicate,
+                                           set_generators)
+from tinygrad_ed.tensor import Tensor, is_grad_enabled, no_grad
 
 
 def _shared_arrays(like):
@@ -37,7 +39,7 @@ def _shared_arrays(like):
 
 def _serve(connection, model, gradients):
     """A worker's loop: forward and backward on the shards the main process sends, until told to stop."""
-    parameters, slots, loss = model.parameters(), _generator_slots(model), None
+    parameters, slots, loss = model.parameters(), generator_slots(model), None
     while True:
         command, payload = connection.recv()
         try:
@@ -83,41 +85,6 @@ def _stop(processes, connections):
             process.terminate()
 
 
-class _ShardedLoss(Function):
-    """Σ_s (n_s/n)·loss_s as one node whose inputs are the parameters; backward runs every shard's backward at
-    once (the workers' in their processes, the first here) and sums the shard gradients per parameter."""
-
-    def forward(self, *parameters, main_loss, weights, owner):
-        self.main_loss, self.weights, self.owner, self.call = main_loss, weights, owner, owner.calls
-        return sum(weight * loss for weight, loss in zip(weights, owner.shard_losses(main_loss)))
-
-    def backward(self, grad):
-        owner, workers = self.owner, len(self.weights) - 1
-        if self.call != owner.calls:
-            raise RuntimeError("backward() through a ProcessDataParallel loss after a later forward: each worker "
-                               "keeps the graph of the latest forward only; call backward() before the next one")
-        try:
-            for shard in range(workers):
-                owner.send(shard, "backward", np.asarray(grad * self.weights[shard + 1]))
-            self.main_loss.backward(grad * self.weights[0])
-            for shard in range(workers):
-                owner.receive(shard)
-        except BaseException:
-            drop_gradients(owner.replica_parameters)
-            raise
-        grads = []
-        for index, replica_parameter in enumerate(owner.replica_parameters):
-            total, replica_parameter.grad = replica_parameter.grad, None  # the replica's own array: ours to add into
-            for shard in range(workers):
-                worker_grad = owner.worker_gradients[shard][index]
-                if total is None:
-                    total = worker_grad.copy()
-                else:
-                    total += worker_grad
-            grads.append(total)
-        return tuple(grads)
-
-
 class ProcessDataParallel(ParallelWrapper):
     """DataParallel with worker processes (see the module docstring); the same interface and the same results.
     Wraps a model on the cpu whose forward(inputs, targets) returns (output, mean loss). Create it after the
@@ -133,7 +100,7 @@ class ProcessDataParallel(ParallelWrapper):
             parameter.data = shared              # the optimizer now updates the shared weights, in place
         self.replica = replicate(model)           # the main process's shard, with its own gradients
         self.replica_parameters = self.replica.parameters()
-        self._replica_generator_slots = _generator_slots(self.replica)
+        self._replica_generator_slots = generator_slots(self.replica)
         set_blas_threads(1)   # each process is a core already (the workers inherit this)
         keep_freed_memory()
         self.worker_gradients, self.connections, self._processes = [], [], []
@@ -178,11 +145,38 @@ class ProcessDataParallel(ParallelWrapper):
         if not is_grad_enabled():
             losses = [main_loss.data] + [loss for _, loss in self._worker_results]
             return outputs, Tensor(sum(w * loss for w, loss in zip(weights, losses)), device=inputs.device)
-        loss = _ShardedLoss.apply(*self._parameters, main_loss=main_loss, weights=weights, owner=self)
+        losses = [main_loss.data] + [loss for _, loss in self._worker_results]
+        loss = ShardedLoss.apply(*self._parameters, shard_losses=losses, weights=weights,
+                                 backward_shards=partial(self._backward_shards, main_loss, weights, self.calls))
         return outputs, loss
 
-    def shard_losses(self, main_loss):
-        return [main_loss.data] + [loss for _, loss in self._worker_results]
+    def _backward_shards(self, main_loss, weights, call, grad):
+        """Every shard's backward at once (the workers' in their processes, the first here), then each parameter's
+        shard gradients summed."""
+        workers = len(weights) - 1
+        if call != self.calls:
+            raise RuntimeError("backward() through a ProcessDataParallel loss after a later forward: each worker "
+                               "keeps the graph of the latest forward only; call backward() before the next one")
+        try:
+            for shard in range(workers):
+                self.send(shard, "backward", np.asarray(grad * weights[shard + 1]))
+            main_loss.backward(grad * weights[0])
+            for shard in range(workers):
+                self.receive(shard)
+        except BaseException:
+            drop_gradients(self.replica_parameters)
+            raise
+        grads = []
+        for index, replica_parameter in enumerate(self.replica_parameters):
+            total, replica_parameter.grad = replica_parameter.grad, None  # the replica's own array: ours to add into
+            for shard in range(workers):
+                worker_grad = self.worker_gradients[shard][index]
+                if total is None:
+                    total = worker_grad.copy()
+                else:
+                    total += worker_grad
+            grads.append(total)
+        return grads
 
     # every command gets one reply; counting them keeps each reply matched with its command, even when this
     # process raises before reading one
@@ -203,13 +197,3 @@ class ProcessDataParallel(ParallelWrapper):
             for _ in range(owed):
                 self.connections[shard].recv()
             self._owed[shard] = 0
-
-
-def data_parallel(model, workers):
-    """The fastest way this machine can split each batch over `workers` cores: the model itself for one worker,
-    worker processes on a cpu that can fork (ProcessDataParallel), threads otherwise (DataParallel)."""
-    if workers <= 1:
-        return model
-    if model.parameters()[0].device == "cpu" and hasattr(os, "fork"):
-        return ProcessDataParallel(model, workers)
-    return DataParallel(model, workers)

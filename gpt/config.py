@@ -1,0 +1,207 @@
+"""The settings of a training run: TrainConfig, the CPU and GPU presets, and the command-line flags made from them.
+
+Every field carries its reason in `setting(default, why)`: the one text that both this file and
+`python examples/train_char_gpt.py --help` show. The defaults are nanoGPT's config/train_shakespeare_char.py;
+cpu_preset() applies the CPU overrides from nanoGPT's README.
+"""
+import argparse
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Optional
+
+from gpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from gpt.model import GPTConfig
+from tinygrad_ed.device import DEVICES, cuda_available
+from tinygrad_ed.parallel import usable_cores
+
+
+DTYPES = ("float32", "float16")
+INIT_FROM = ("scratch", "resume")
+
+
+def setting(default, why, choices=None):
+    """A TrainConfig field: its default, why it exists (its --help text), and the values allowed, if a fixed set."""
+    return field(default=default, metadata={"help": why, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the run. The defaults are nanoGPT's config/train_shakespeare_char.py (a small GPT, sized for
+    a GPU); cpu_preset() applies the CPU overrides from nanoGPT's README."""
+    # I/O
+    out_dir: str = setting("out-shakespeare-char", "where ckpt.npz goes, relative to the current directory")
+    eval_interval: int = setting(250, "estimate train/val loss (and maybe checkpoint) every this many iterations")
+    log_interval: int = setting(10, "print a log line every this many iterations (the loss is read back only then)")
+    eval_iters: int = setting(200, "batches per split averaged by one estimate: more is less noisy, and slower")
+    eval_only: bool = setting(False, "evaluate once (e.g. a resumed checkpoint) and stop, without training")
+    always_save_checkpoint: bool = setting(False, "save at every evaluation, not only when val loss improves "
+                                                  "(nanoGPT keeps it off for Shakespeare: the small data set "
+                                                  "overfits later on)")
+    init_from: str = setting("scratch", "scratch: a new model; resume: continue from out_dir/ckpt.npz",
+                             choices=INIT_FROM)
+    # data
+    gradient_accumulation_steps: int = setting(1, "micro-batches summed into one update: a larger batch in less "
+                                                  "memory")
+    batch_size: int = setting(64, "sequences per micro-batch (B)")
+    block_size: int = setting(256, "characters of context per sequence (T)")
+    # model
+    n_layer: int = setting(6, "transformer blocks")
+    n_head: int = setting(6, "attention heads per block")
+    n_embd: int = setting(384, "width of every token's vector (C)")
+    dropout: float = setting(0.2, "regularisation against overfitting; 0.0 when the model is small")
+    bias: bool = setting(False, "biases in Linear and LayerNorm; nanoGPT trains without (better, faster)")
+    # AdamW (step 2.4)
+    learning_rate: float = setting(1e-3, "peak learning rate; a small model can take a large one")
+    max_iters: int = setting(5000, "total number of updates")
+    weight_decay: float = setting(1e-1, "AdamW's decoupled shrinkage of the weight matrices")
+    beta1: float = setting(0.9, "momentum: how long AdamW remembers the gradient's direction")
+    beta2: float = setting(0.99, "how long AdamW remembers the gradient's size (0.99: few tokens per step)")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (step 2.3); 0.0 turns clipping off")
+    # learning-rate schedule (step 2.1)
+    decay_lr: bool = setting(True, "warmup + cosine decay; off keeps learning_rate constant")
+    warmup_iters: int = setting(100, "linear warmup while AdamW's running averages are still poor estimates")
+    lr_decay_iters: int = setting(5000, "the cosine ends here; nanoGPT sets it to about max_iters")
+    min_lr: float = setting(1e-4, "the rate at the end of the decay, about learning_rate / 10")
+    # system
+    device: str = setting("cpu", "cpu (numpy) or cuda (cupy); train_char_gpt.py picks cuda if it sees a GPU",
+                          choices=DEVICES)
+    dtype: str = setting("float32", "float16 runs forward/backward in half precision with loss scaling (cuda)",
+                         choices=DTYPES)
+    seed: int = setting(1337, "seeds the weights, the batches and dropout: the same seed, the same run")
+    workers: int = setting(0, "processes that split each batch; 0 = one per CPU core (1 on cuda, where one GPU "
+                              "is one worker; tinygrad_ed/parallel)")
+    peak_flops: Optional[float] = setting(None, "the device's peak FLOP/s for the MFU in the log; none: "
+                                                "assumed_peak_flops(). An assumption you state, not a "
+                                                "measurement: e.g. 312e12 (A100 bf16 tensor cores, nanoGPT's "
+                                                "reference), 19.5e12 (A100 plain float32)")
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
+        if self.init_from not in INIT_FROM:
+            raise ValueError(f"init_from must be 'scratch' or 'resume', got {self.init_from!r}")
+        if self.dtype == "float16" and self.device != "cuda":
+            raise ValueError("dtype='float16' needs device='cuda': numpy emulates float16 arithmetic in software, "
+                             "so on the CPU it is many times slower than float32 and saves nothing worth it; "
+                             "use dtype='float32' on the CPU")
+        for name in ("eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps", "batch_size",
+                     "block_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_iters < 0:
+            raise ValueError(f"max_iters must be >= 0, got {self.max_iters}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per CPU core), got {self.workers}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0.0 turns clipping off), got {self.grad_clip}")
+        if self.decay_lr and self.lr_decay_iters <= self.warmup_iters:
+            raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be greater than warmup_iters "
+                             f"({self.warmup_iters}) when decay_lr is on")
+        if self.decay_lr and not 0 <= self.min_lr <= self.learning_rate:
+            raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
+                             f"learning_rate={self.learning_rate}")
+        if self.peak_flops is not None and not self.peak_flops > 0:
+            raise ValueError(f"peak_flops must be positive (or None for the device's assumed peak), got "
+                             f"{self.peak_flops}")
+
+    def worker_count(self):
+        """How many data-parallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
+        if self.workers:
+            return self.workers
+        return usable_cores() if self.device == "cpu" else 1
+
+    def tokens_per_iter(self):
+        """Tokens one update learns from: batch_size × block_size × gradient_accumulation_steps."""
+        return self.batch_size * self.block_size * self.gradient_accumulation_steps
+
+    def check_memory(self, vocab_size):
+        """Raise a clear error when one micro-batch's activations cannot fit in this machine's memory (cpu).
+
+        A rough count of the float32 arrays forward keeps for backward: per layer the attention weights
+        (B·H·T², twice with dropout's copy) and about 34 numbers per token and channel (q, k, v, the MLP's 4C
+        activations and GELU's saved values, LayerNorm outputs...), plus the logits and their softmax (B·T·V, twice).
+        """
+        if self.device != "cpu" or not hasattr(os, "sysconf"):
+            return
+        B, T, C, L, H = self.batch_size, self.block_size, self.n_embd, self.n_layer, self.n_head
+        needed = 4 * (L * (2 * B * H * T * T + 34 * B * T * C) + 2 * B * T * vocab_size)
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if needed > available:
+            raise ValueError(f"batch_size {B} × block_size {T} with {L} layers needs about {needed / 2**30:.0f} GiB "
+                             f"for one micro-batch's activations (attention alone grows as block_size²), more than "
+                             f"this machine's {available / 2**30:.0f} GiB: lower --block-size or --batch-size")
+
+    def model_config(self, vocab_size):
+        """The GPTConfig these settings describe, for a vocabulary of `vocab_size` characters."""
+        return GPTConfig(block_size=self.block_size, vocab_size=vocab_size, n_layer=self.n_layer, n_head=self.n_head,
+                         n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
+
+
+def assumed_peak_flops(config):
+    """The peak the MFU is measured against when config.peak_flops is not given. Assumptions, stated here:
+      cpu   100 GFLOP/s per usable core: the float32 matrix-multiply rate bench/train_step.py measured for numpy's
+            OpenBLAS on this project's 2-core AMD EPYC machine (AVX2 FMA at about 3 GHz); close to PyTorch's
+      cuda  67 TFLOP/s: NVIDIA H200 float32 without tensor cores (datasheet), the dtype this engine trains in
+    """
+    return config.peak_flops or (100e9 * usable_cores() if config.device == "cpu" else 67e12)
+
+
+# nanoGPT's README, "I only have a macbook": the same recipe, scaled down to run on a CPU in minutes
+CPU_OVERRIDES = dict(eval_iters=20, log_interval=10, block_size=64, batch_size=12, n_layer=4, n_head=4, n_embd=128,
+                     max_iters=2000, lr_decay_iters=2000, dropout=0.0)
+
+
+def gpu_preset():
+    """nanoGPT's shakespeare_char config: 6 layers, 6 heads, 384 wide, 256 characters of context, on cuda."""
+    return TrainConfig(device="cuda")
+
+
+def cpu_preset():
+    """nanoGPT's CPU version of it: 4 layers, 4 heads, 128 wide, 64 characters of context, 2000 iterations
+    (nanoGPT reports a val loss of about 1.88 at the end)."""
+    return TrainConfig(device="cpu", **CPU_OVERRIDES)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the command line: one flag per field
+
+def _optional_float(text):
+    """A number, or "none" for None (peak_flops)."""
+    return None if text.lower() == "none" else float(text)
+
+
+_FLAG_TYPES = {int: int, float: float, str: str, Optional[float]: _optional_float}
+
+
+def add_flags(parser):
+    """One flag per TrainConfig field, spelled with dashes (--max-iters) or, as nanoGPT's, underscores (--max_iters);
+    booleans are --flag / --no-flag. Each help is the field's reason and both presets' values. A flag that is not
+    given stays out of the parsed arguments, so that the preset (or the resumed checkpoint) decides."""
+    cpu, gpu = cpu_preset(), gpu_preset()
+    for item in fields(TrainConfig):
+        names = ["--" + item.name.replace("_", "-")] + (["--" + item.name] if "_" in item.name else [])
+        options = dict(default=argparse.SUPPRESS, dest=item.name, choices=item.metadata["choices"],
+                       help=f"{item.metadata['help']} (cpu preset: {getattr(cpu, item.name)!r}, cuda preset: "
+                            f"{getattr(gpu, item.name)!r})".replace("%", "%%"))
+        if item.type is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = _FLAG_TYPES[item.type]
+        parser.add_argument(*names, **options)
+
+
+def make_config(overrides):
+    """The TrainConfig for a command line: the preset of the device (cuda where cupy sees a GPU, else cpu), or when
+    resuming the settings saved in the checkpoint, with `overrides` ({field: value}, the flags given) on top."""
+    overrides = dict(overrides)
+    device = overrides.pop("device", None) or ("cuda" if cuda_available() else "cpu")
+    if overrides.get("init_from") == "resume":
+        # continue with the settings the run was saved with; the device is this machine's, not the checkpoint's
+        path = os.path.join(overrides.get("out_dir", TrainConfig.out_dir), CHECKPOINT_NAME)
+        saved = load_checkpoint(path).train_config
+        known = {item.name for item in fields(TrainConfig)}
+        base = {name: value for name, value in saved.items() if name in known and name != "device"}
+        return TrainConfig(**{**base, "device": device, **overrides})
+    return replace(cpu_preset() if device == "cpu" else gpu_preset(), **{"device": device, **overrides})
