@@ -17,34 +17,35 @@ float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, p
 import contextlib
 
 _enabled = True
-_alternatives = None  # plain op class -> its faster Function; built at the first call (see _table)
+# plain op class -> its faster Function, and the optimizers' faster update; filled from cuda_ops at the first call,
+# not at import: cuda_ops imports the ops, which import Function from tinygrad_ed.tensor, which imports this module
+_alternatives = {}
+_fused_update = None
 
 
-def _table():
-    """The registered alternatives. Built on first use, from cuda_ops, which imports the ops (and never cupy): the
-    ops import Function from tinygrad_ed.tensor, which imports this module, so it cannot happen at import time."""
-    global _alternatives
-    if _alternatives is None:
-        from tinygrad_ed.fast import cuda_ops
-        _alternatives = cuda_ops.ALTERNATIVES
-    return _alternatives
+def _load():
+    global _fused_update
+    from tinygrad_ed.fast import cuda_ops  # never imports cupy: the kernels are built from the xp they are given
+    _alternatives.update(cuda_ops.ALTERNATIVES)
+    _fused_update = cuda_ops.fused_parameter_update
 
 
 def implementation(function, xp, arrays, options):
     """The Function class that should run `function` on these input arrays: a registered faster one where it accepts
     them, else `function` itself."""
-    if not _enabled:
+    if _fused_update is None:
+        _load()
+    faster = _alternatives.get(function)
+    if faster is None or not _enabled:
         return function
-    faster = _table().get(function)
-    return faster if faster is not None and faster.accepts(xp, arrays, options) else function
+    return faster if faster.accepts(xp, arrays, options) else function
 
 
 def parameter_update(optimizer, param):
     """A faster `update_param(param, group, state)` for this optimizer and parameter, or None for its own."""
-    if not _enabled:
-        return None
-    from tinygrad_ed.fast.cuda_ops import fused_parameter_update
-    return fused_parameter_update(optimizer, param)
+    if _fused_update is None:
+        _load()
+    return _fused_update(optimizer, param) if _enabled else None
 
 
 @contextlib.contextmanager

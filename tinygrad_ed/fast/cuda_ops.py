@@ -7,6 +7,7 @@ float32. tinygrad_ed/fast/__init__.py asks it before every op through ALTERNATIV
 """
 import numpy as np
 
+from optim.adamw import AdamW
 from tinygrad_ed.fast.cuda_kernels import kernels_for
 from tinygrad_ed.ops.activations import Gelu
 from tinygrad_ed.ops.layers import Attention, CrossEntropy, LayerNormFunction
@@ -95,7 +96,6 @@ ALTERNATIVES = {Gelu: GeluKernel, LayerNormFunction: LayerNormKernel, CrossEntro
 def fused_parameter_update(optimizer, param):
     """AdamW's whole update_param in one kernel, for a float32 cupy parameter that watch() does not follow (a watched
     one takes the plain update, which records its intermediate values); None elsewhere."""
-    from optim.adamw import AdamW  # here, not at the top: the ops' path through this module needs no optimizer
     if type(optimizer) is not AdamW or param in optimizer._watches:
         return None
     if not _cupy_float32(param.xp, (param.data, param.grad)):
@@ -104,7 +104,6 @@ def fused_parameter_update(optimizer, param):
 
 
 def _adamw_kernel_update(param, group, state):
-    from optim.adamw import AdamW
     m, v, t = AdamW.advance_state(param, state)
     beta1, beta2 = (float(beta) for beta in group["betas"])
     kernels_for(param.xp).adamw_step(param.data, param.grad, m, v, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
