@@ -3,9 +3,9 @@
 Both runs train nanoGPT's CPU shakespeare_char config (examples/train_char_gpt.py's defaults) from the same initial
 weights, on the same batches, with the same learning-rate schedule, AdamW groups, clipping and evaluation batches.
 Each run is a process of its own with all cores (ours: one data-parallel worker per core; torch: its intra-op
-threads). The engines take turns, ours-torch-torch-ours-..., so that a machine that is faster or slower for a
-while (a shared host is) slows both alike; the ratio is of the median wall times. PyTorch is a benchmark-only
-reference (pip install torch==2.13.0).
+threads). The engines take turns (bench/harness.py), ours-torch-torch-ours-..., so that a machine that is faster or
+slower for a while (a shared host is) slows both alike; the ratio is of the median wall times. PyTorch is a
+benchmark-only reference (pip install torch==2.13.0).
 
     python bench/train_run.py                      # two runs per engine (four in all) of 2000 iterations: ~6 minutes
     python bench/train_run.py --repeats 1          # one run each
@@ -19,10 +19,11 @@ import subprocess
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # idle BLAS threads sleep instead of spinning (PERF_NOTES)
+import harness
+
+ROOT = harness.REPO_ROOT
+harness.quiet_blas_threads()
 
 
 def run_ours(max_iters, out_dir):
@@ -113,8 +114,7 @@ def main():
         return
 
     runs = {"ours": [], "torch": []}
-    order = [engine for turn in range(args.repeats)
-             for engine in (("ours", "torch") if turn % 2 == 0 else ("torch", "ours"))]
+    order = [engine for turn in harness.in_turns(runs, args.repeats) for engine in turn]
     for number, engine in enumerate(order, 1):
         print(f"run {number}/{len(order)}: {engine} ...", flush=True)
         completed = subprocess.run([sys.executable, __file__, "--worker", engine, "--max-iters", str(args.max_iters),
@@ -148,10 +148,7 @@ def main():
               f"{runs['ours'][0]['final_val'] - runs['torch'][0]['final_val']:+.4f}"]
     report = "\n".join(lines) + "\n"
     print(report)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"train-run-{date}.md").write_text(report)
-    (out / f"train-run-{date}.json").write_text(json.dumps(dict(order=order, runs=runs), indent=1))
+    harness.write_results(f"train-run-{date}", report, dict(order=order, runs=runs, machine=harness.machine_info()))
 
 
 if __name__ == "__main__":

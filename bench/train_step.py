@@ -7,12 +7,13 @@ with nanoGPT's optimizer: weight decay 0.1 on the matrices only (weight_decay_gr
     python bench/train_step.py --configs tiny,cpu,baby --vs-torch
 
 How it measures, and why this way:
-- Each engine runs in its own worker process (`python bench/train_step.py --worker ours|torch ...`), one pair of
-  workers per config. A process's peak resident memory (ru_maxrss) is then that engine's alone, and neither engine's
-  thread pools can disturb the other from inside one process: OpenBLAS threads spin ≈0.1 s after every GEMM and in
-  one process slowed PyTorch's tiny iteration from 2.9 to ≈7 ms (shared/PERF_NOTES.md).
-- Both workers stay alive and the parent alternates them: a chunk of iterations from one, then from the other, the
-  order flipped every round. Load on the machine that comes and goes then hits both engines alike, which is what
+- Each engine runs in its own worker process (`python bench/train_step.py --worker ours|torch ...`, a step server of
+  bench/harness.py), one pair of workers per config. A process's peak resident memory (ru_maxrss) is then that engine's alone, and neither engine's
+  thread pools can disturb the other from inside one process: OpenBLAS threads spin ≈0.1 s after every GEMM, which
+  in one process slowed PyTorch's tiny iteration from 2.9 to ≈7 ms.
+- Our engine's iteration is bench/harness.py's OurStep: gpt/step.py's train_step, as every run calls it.
+- Both workers stay alive and the parent alternates them (harness.in_turns): a chunk of iterations from one, then
+  from the other, the order flipped every round. Load on the machine that comes and goes then hits both engines alike, which is what
   their ratio needs; timing one engine entirely after the other would not give that. The idle worker waits on a
   pipe, and OPENBLAS_THREAD_TIMEOUT=10 makes its BLAS threads sleep at once rather than spin on the shared cores.
 - The same weights (our model's state_dict, written once by the parent and loaded by both), the same batches in the
@@ -25,20 +26,15 @@ Legend: B = batch size, T = block size (time), C = n_embd, L = n_layer, V = voca
 """
 import argparse
 import importlib.util
-import json
 import os
-import platform
 import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+import harness
 
 
 def _default_threads():
@@ -59,67 +55,24 @@ def _set_thread_environment(argv):
 # NOTE: OpenBLAS, MKL and OpenMP read their thread counts once, when the library loads, so the environment is set
 # here, before numpy is imported below; the workers inherit it, and torch (imported only by a torch worker) too.
 _set_thread_environment(sys.argv[1:])
-sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere: gpt, optim and tinygrad_ed live in the root
-
 import numpy as np  # noqa: E402
-
-from our_step import SIZES, VOCAB_SIZE  # noqa: E402  (VOCAB_SIZE: tiny Shakespeare's 65 characters)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # what is measured
 
-LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0   # nanoGPT's shakespeare_char settings
 N_BATCHES = 8        # distinct batches, cycled; both engines see them in the same order
 SEED = 1337          # initial weights (our GPT's seed) and batch sampling
 WELL_CONDITIONED_GRAD = 100 * 1e-8    # 100·ε (both AdamWs' default eps): see compare_first_step
-QUIET_LOAD = 0.2     # cores busy with other processes above which the timings are flagged as disturbed
-
-
-@dataclass
-class BenchConfig:
-    name: str
-    n_layer: int
-    n_head: int
-    n_embd: int
-    block_size: int      # T: every batch row is a full block
-    batch_size: int      # B
-    iters: int           # timed iterations per engine: enough for a stable median at this size
-    warmup: int          # untimed iterations first (the first is also the cross-check step)
-
-    def model_spec(self):
-        """GPTConfig's fields, as both engines build the model from them."""
-        return dict(block_size=self.block_size, vocab_size=VOCAB_SIZE, n_layer=self.n_layer, n_head=self.n_head,
-                    n_embd=self.n_embd, dropout=0.0, bias=False)  # as train_char_gpt.py and nanoGPT's
-                                                                    # shakespeare_char train: without biases
-
-    @property
-    def tokens(self):
-        return self.batch_size * self.block_size
-
-    def matmul_flops(self):
-        """FLOPs of the matmuls in one forward + backward (elementwise work is not counted).
-
-        Weights: every matrix entry meets every token in one multiply-add forward (2 FLOPs) and two backward, one
-        for ∂x and one for ∂W (4 FLOPs): 6 FLOPs per entry per token. The matrices are, per layer, c_attn 3C²,
-        attn.c_proj C², mlp.c_fc 4C², mlp.c_proj 4C² (12C²), plus lm_head V·C (the tied wte; the wte and wpe
-        lookups are not matmuls). Attention, per layer and sequence: q kᵀ and att @ v are T·T·C multiply-adds each
-        over all heads, so 4·T²·C FLOPs forward and twice that backward: 12·T²·C, counted on the full T×T square as
-        dense matmuls compute it. This is nanoGPT's estimate_mfu count, 6·N + 12·L·C·T per token, with N the
-        matmul weights: 6·N·B·T + 12·L·C·T²·B per iteration.
-        """
-        L, C, T, B = self.n_layer, self.n_embd, self.block_size, self.batch_size
-        matmul_weights = L * 12 * C * C + VOCAB_SIZE * C
-        return 6 * matmul_weights * B * T + 12 * L * C * T * T * B
-
-    def representative_matmul(self):
-        """(B·T, C) @ (C, 4C): mlp.c_fc's forward GEMM, the largest of an iteration."""
-        return self.tokens, self.n_embd, 4 * self.n_embd
-
-
-# the sizes (bench/our_step.py), and per size the timed iterations per engine and warm-up iterations
+# per size: timed iterations per engine (enough for a stable median at that size), untimed warm-up iterations first
+# (the first is also the cross-check step)
 ITERATIONS = {"tiny": (60, 5), "cpu": (30, 3), "baby": (8, 2)}
-CONFIGS = {name: BenchConfig(name, *SIZES[name], *ITERATIONS[name]) for name in SIZES}
+
+
+def representative_matmul(size):
+    """(B·T, C) @ (C, 4C): mlp.c_fc's forward GEMM, the largest of an iteration."""
+    _, _, n_embd, block_size, batch_size = harness.SIZES[size]
+    return batch_size * block_size, n_embd, 4 * n_embd
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,42 +81,31 @@ CONFIGS = {name: BenchConfig(name, *SIZES[name], *ITERATIONS[name]) for name in 
 class OursEngine:
     name = "ours"
 
-    def __init__(self, spec, device, init_path, threads, lr, betas, weight_decay, grad_clip):
-        from gpt import GPT, GPTConfig
-        from optim import AdamW, clip_grad_norm_, weight_decay_groups
+    def __init__(self, size, device, init_path, threads):
         from tinygrad_ed import Tensor
-        from tinygrad_ed.device import array_module, to_device
-        self.Tensor, self.clip_grad_norm_, self.to_device = Tensor, clip_grad_norm_, to_device
-        self.device, self.grad_clip, self.xp, self.threads = device, grad_clip, array_module(device), threads
-        self.model = GPT(GPTConfig(**spec, dtype="float32"), device=device)
-        self.model.load_state_dict(np.load(init_path))
-        self.model.train()
-        # as gpt/training.py runs it: on the CPU one worker process per core, each on a slice of the batch
-        from tinygrad_ed.parallel import data_parallel
-        self.runner = data_parallel(self.model, threads if device == "cpu" else 1)
-        self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), weight_decay), lr=lr, betas=betas)
+        from tinygrad_ed.device import array_module
+        self.Tensor, self.device, self.xp, self.threads = Tensor, device, array_module(device), threads
+        self.our_step = harness.OurStep(harness.model_spec(size), threads, device, state_dict=np.load(init_path))
 
     def batch(self, x, y):
         return self.Tensor(x, device=self.device), self.Tensor(y, device=self.device)
 
     def step(self, x, y):
-        _, loss = self.runner(x, y)
-        loss.backward()
-        self.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+        self.our_step(x, y)
 
     def first_step(self, x, y, save):
         """step() with its intermediate results handed to save(stage, {name: numpy array}) for the cross-check."""
-        _, loss = self.runner(x, y)
-        loss.backward()
-        named = list(self.model.named_parameters())
-        save("grads", {name: self.to_device(p.grad, "cpu") for name, p in named})
-        norm = self.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+        from gpt.step import StepObserver
+        from tinygrad_ed.device import to_device
+        named = list(self.our_step.raw_model.named_parameters())
+
+        class SaveGradients(StepObserver):  # the gradients before clipping, as torch_reference saves them
+            def after_backward(self, index, X, Y, logits, loss):
+                save("grads", {name: to_device(p.grad, "cpu") for name, p in named})
+
+        result = self.our_step(x, y, observer=SaveGradients())
         save("new", {name: p.numpy() for name, p in named})
-        self.optimizer.zero_grad()
-        return loss.item(), norm.item()
+        return result.loss.item(), result.grad_norm.item()
 
     def synchronize(self):
         if self.device == "cuda":
@@ -210,13 +152,12 @@ def _children_peak_kib():
     """Sum of the peak resident memory (VmHWM) of this process's live child processes, in KiB (Linux; 0 elsewhere).
     Memory they share with this process (the model's weights) is counted once more per child: an overestimate."""
     total = 0
-    for children_file in Path("/proc/self/task").glob("*/children"):
-        for pid in children_file.read_text().split():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    for pid in harness.child_pids(os.getpid()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
     return total
 
 
@@ -229,94 +170,21 @@ def _resident_kib():
         return None
 
 
-def _machine_busy_seconds():
-    """CPU-seconds all cores together have spent busy since boot (Linux /proc/stat; None elsewhere)."""
-    try:
-        with open("/proc/stat") as stat:
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
-    except OSError:
-        return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _process_cpu_seconds(pid):
-    """User + system CPU-seconds process `pid` has used (Linux /proc; None elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()   # after the command name, which may hold spaces
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _child_pids(pid):
-    """The live child processes of `pid` (Linux /proc; [] elsewhere): an engine's data-parallel workers."""
-    pids = []
-    for children_file in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            pids += [int(child) for child in children_file.read_text().split()]
-        except OSError:
-            continue
-    return pids
-
-
-def _cpu_snapshot(workers):
-    """(wall time, machine busy, this benchmark's own CPU): their differences give the other processes' load.
-    An engine's own CPU includes its child processes' (a worker process that lives as long as the engine)."""
-    pids = [worker.process.pid for worker in workers.values()]
-    own = [_process_cpu_seconds(pid) for pid in pids + [child for pid in pids for child in _child_pids(pid)]]
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    busy = _machine_busy_seconds()
-    if busy is None or None in own:
-        return None
-    return time.perf_counter(), busy, sum(own) + usage.ru_utime + usage.ru_stime
-
-
-def other_load(before, after):
-    """Average number of cores that processes outside this benchmark kept busy between two snapshots."""
-    if before is None or after is None:
-        return None
-    wall, busy, own = (b - a for a, b in zip(before, after))
-    return max(busy - own, 0.0) / wall
-
-
-def wait_for_quiet(max_seconds, threshold=QUIET_LOAD, window=2.0):
-    """Wait, up to max_seconds, until other processes keep fewer than `threshold` cores busy over `window` seconds.
-    Returns (seconds waited, the last window's load); the parent itself sleeps meanwhile, so all load is others'."""
-    start = time.perf_counter()
-    while True:
-        busy, began = _machine_busy_seconds(), time.perf_counter()
-        if busy is None:
-            return 0.0, None
-        time.sleep(window)
-        load = (_machine_busy_seconds() - busy) / (time.perf_counter() - began)
-        if load < threshold or time.perf_counter() - start >= max_seconds:
-            return time.perf_counter() - start, load
-
-
 def run_worker(args):
-    # NOTE: the protocol keeps a private copy of stdout, and fd 1 is pointed at stderr, so that whatever a library
-    # prints lands in the terminal and cannot corrupt a JSON line
-    protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-
-    def send(**message):
-        protocol.write(json.dumps(message) + "\n")
-
+    """One engine at one size, as a step server (bench/harness.py): ready with the first step's cross-check numbers,
+    then 'run' (time n iterations), 'matmul' (the GEMM rate) and 'peak' (memory) on request."""
     baseline_kib = _resident_kib()  # after the imports, before any model exists
+    size, workdir = args.worker_config, Path(args.workdir)
     if args.worker == "torch":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import torch
-        from torch_reference import TorchEngine as Engine
-        versions = {"torch": torch.__version__}
+        from torch_reference import TorchEngine
         baseline_kib = _resident_kib()
+        engine = TorchEngine(harness.model_spec(size), args.device, workdir / "init.npz", args.threads, harness.LR,
+                             harness.BETAS, harness.WEIGHT_DECAY, harness.GRAD_CLIP)
+        versions = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     else:
-        Engine, versions = OursEngine, OursEngine.versions()
-    config, workdir = CONFIGS[args.worker_config], Path(args.workdir)
-    engine = Engine(config.model_spec(), args.device, workdir / "init.npz", args.threads, LR, BETAS, WEIGHT_DECAY,
-                    GRAD_CLIP)
-    if args.worker == "torch":
-        versions["torch_threads"] = torch.get_num_threads()
+        engine, versions = OursEngine(size, args.device, workdir / "init.npz", args.threads), OursEngine.versions()
     data = np.load(workdir / "batches.npz")
     batches = [engine.batch(x, y) for x, y in zip(data["x"], data["y"])]
 
@@ -324,95 +192,45 @@ def run_worker(args):
         np.savez(workdir / f"check-{args.worker}-{stage}.npz", **arrays)
 
     loss, grad_norm = engine.first_step(*batches[0], save)
-    done = 1
-    for _ in range(args.warmup - 1):
-        engine.step(*batches[done % len(batches)])
-        done += 1
-    engine.synchronize()
-    send(ready=True, loss=loss, grad_norm=grad_norm, baseline_rss_kib=baseline_kib, versions=versions)
+    harness.time_steps(engine.step, batches, args.warmup - 1, start=1, synchronize=engine.synchronize)
+    done = {"iterations": args.warmup}
 
-    for line in sys.stdin:
-        command = json.loads(line)
-        if command["cmd"] == "run":
-            times = []
-            for _ in range(command["n"]):
-                x, y = batches[done % len(batches)]
-                done += 1
-                start = time.perf_counter()
-                engine.step(x, y)
-                engine.synchronize()
-                times.append(time.perf_counter() - start)
-            send(times=times)
-        elif command["cmd"] == "matmul":
-            m, k, n = command["shape"]
-            estimate = engine.matmul_seconds(m, k, n, reps=3)
-            reps = int(min(max(0.3 / max(estimate, 1e-9), 10), 5000))   # ≈0.3 s of repetitions
-            send(seconds=engine.matmul_seconds(m, k, n, reps=reps), reps=reps)
-        elif command["cmd"] == "exit":
-            # Linux: KiB; plus the peaks of this worker's own child processes (our data-parallel workers), so an
-            # engine that splits its work over processes is charged for all of them
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + _children_peak_kib()
-            send(peak_rss_kib=peak_kib, device_memory_bytes=engine.device_memory_bytes())
-            return
-        else:
-            raise ValueError(f"unknown worker command {command!r}")
+    def run(n):
+        seconds = harness.time_steps(engine.step, batches, n, start=done["iterations"], synchronize=engine.synchronize)
+        done["iterations"] += n
+        return {"times": seconds}
 
+    def matmul(shape):
+        m, k, n = shape
+        estimate = engine.matmul_seconds(m, k, n, reps=3)
+        reps = int(min(max(0.3 / max(estimate, 1e-9), 10), 5000))   # ≈0.3 s of repetitions
+        return {"seconds": engine.matmul_seconds(m, k, n, reps=reps), "reps": reps}
 
-class Worker:
-    """The parent's handle on one worker process."""
+    def peak():
+        # Linux: KiB; plus the peaks of this worker's own child processes (our data-parallel workers), so an
+        # engine that splits its work over processes is charged for all of them
+        return {"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + _children_peak_kib(),
+                "device_memory_bytes": engine.device_memory_bytes()}
 
-    def __init__(self, engine, config, args, workdir):
-        self.engine = engine
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", engine, "--worker-config", config.name,
-                   "--workdir", str(workdir), "--device", args.device, "--threads", str(args.threads),
-                   "--warmup", str(args.warmup or config.warmup)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        bufsize=1, env=os.environ.copy())
-
-    def receive(self):
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the {self.engine} worker exited with code {self.process.wait()} "
-                               f"(its traceback is above)")
-        return json.loads(line)
-
-    def request(self, **command):
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-        return self.receive()
-
-    def close(self):
-        reply = self.request(cmd="exit")
-        self.process.wait(timeout=60)
-        return reply
+    harness.serve({"run": run, "matmul": matmul, "peak": peak},
+                  ready=dict(loss=loss, grad_norm=grad_norm, baseline_rss_kib=baseline_kib, versions=versions))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # parent: prepare the inputs, alternate the workers, compare, report
 
-def prepare_inputs(config, workdir):
+def prepare_inputs(size, workdir):
     """Our model's initial state_dict and N_BATCHES training batches, written where both workers read them."""
     from gpt import GPT, CharDataset, GPTConfig
-    model = GPT(GPTConfig(**config.model_spec(), dtype="float32"), seed=SEED)
+    model = GPT(GPTConfig(**harness.model_spec(size)), seed=SEED)
     np.savez(workdir / "init.npz", **model.state_dict())
     dataset = CharDataset()
     generator = np.random.default_rng(SEED)
-    batches = [dataset.get_batch("train", config.batch_size, config.block_size, generator) for _ in range(N_BATCHES)]
+    _, _, _, block_size, batch_size = harness.SIZES[size]
+    batches = [dataset.get_batch("train", batch_size, block_size, generator) for _ in range(N_BATCHES)]
     np.savez(workdir / "batches.npz", x=np.stack([x.numpy() for x, _ in batches]),   # (N_BATCHES, B, T)
              y=np.stack([y.numpy() for _, y in batches]))
     return [name for name, _ in model.named_parameters()], model.num_parameters()
-
-
-def chunk_sizes(iters, rounds):
-    """iters split into `rounds` nearly equal chunks."""
-    rounds = max(1, min(rounds, iters))
-    return [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
-
-
-def relative_difference(ours, reference):
-    """max |ours − reference| / max |reference|: the error measured against the tensor's own scale."""
-    ours, reference = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    return float(np.max(np.abs(ours - reference)) / max(np.max(np.abs(reference)), 1e-30))
 
 
 def compare_first_step(workdir, names, ready, tolerance):
@@ -430,11 +248,11 @@ def compare_first_step(workdir, names, ready, tolerance):
     """
     grads = {engine: np.load(workdir / f"check-{engine}-grads.npz") for engine in ("ours", "torch")}
     new = {engine: np.load(workdir / f"check-{engine}-new.npz") for engine in ("ours", "torch")}
-    clip_factor = min(1.0, GRAD_CLIP / (ready["torch"]["grad_norm"] + 1e-6))
-    quantities = [("loss", relative_difference(ready["ours"]["loss"], ready["torch"]["loss"]))]
-    quantities += [(f"grad {name}", relative_difference(grads["ours"][name], grads["torch"][name]))
+    clip_factor = min(1.0, harness.GRAD_CLIP / (ready["torch"]["grad_norm"] + 1e-6))
+    quantities = [("loss", harness.relative_difference(ready["ours"]["loss"], ready["torch"]["loss"]))]
+    quantities += [(f"grad {name}", harness.relative_difference(grads["ours"][name], grads["torch"][name]))
                    for name in reversed(names)]
-    quantities.append(("grad norm", relative_difference(ready["ours"]["grad_norm"], ready["torch"]["grad_norm"])))
+    quantities.append(("grad norm", harness.relative_difference(ready["ours"]["grad_norm"], ready["torch"]["grad_norm"])))
     excluded, total, worst_unmasked = 0, 0, ("", 0.0)
     for name in reversed(names):
         ours, reference = new["ours"][name], new["torch"][name]
@@ -462,70 +280,55 @@ def timing_summary(seconds, tokens):
             "tokens_per_s": tokens / median, "ms_all": [round(t * 1e3, 3) for t in seconds.tolist()]}
 
 
-def bench_config(config, args, engines, workdir):
+def bench_config(size, args, engines, workdir):
     workdir.mkdir()
-    names, n_params = prepare_inputs(config, workdir)
-    workers = {engine: Worker(engine, config, args, workdir) for engine in engines}   # they warm up side by side
+    names, n_params = prepare_inputs(size, workdir)
+    iters, warmup = ITERATIONS[size]
+    workers = {}
     try:
+        for engine in engines:   # they warm up side by side
+            workers[engine] = harness.Server(engine, [
+                sys.executable, str(Path(__file__).resolve()), "--worker", engine, "--worker-config", size,
+                "--workdir", str(workdir), "--device", args.device, "--threads", str(args.threads),
+                "--warmup", str(args.warmup or warmup)], env=os.environ.copy())
         ready = {engine: worker.receive() for engine, worker in workers.items()}
         times = {engine: [] for engine in engines}
-        before = _cpu_snapshot(workers)
-        for r, n in enumerate(chunk_sizes(args.iters or config.iters, args.rounds)):
-            for engine in (engines if r % 2 == 0 else engines[::-1]):   # alternate who goes first
+        pids = [worker.process.pid for worker in workers.values()]
+        before = harness.cpu_snapshot(pids)
+        for order, n in zip(harness.in_turns(engines, args.rounds), harness.chunk_sizes(args.iters or iters,
+                                                                                         args.rounds)):
+            for engine in order:
                 times[engine] += workers[engine].request(cmd="run", n=n)["times"]
-        load = other_load(before, _cpu_snapshot(workers))
-        shape = config.representative_matmul()
+        load = harness.other_load(before, harness.cpu_snapshot(pids))
+        shape = representative_matmul(size)
         matmul = {engine: workers[engine].request(cmd="matmul", shape=shape) for engine in engines}
-        closing = {engine: workers[engine].close() for engine in engines}
+        closing = {engine: workers[engine].request(cmd="peak") for engine in engines}
     finally:
         for worker in workers.values():
-            if worker.process.poll() is None:
-                worker.process.kill()
+            worker.close()
 
-    flops = config.matmul_flops()
-    result = {"config": config.name, "n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
-              "block_size": config.block_size, "batch_size": config.batch_size, "vocab_size": VOCAB_SIZE,
-              "params": n_params, "tokens_per_iter": config.tokens, "matmul_flops_per_iter": flops,
-              "matmul_shape": list(shape), "other_load_cores": load, "engines": {}}
+    flops = harness.flops_per_iter(size)
+    n_layer, n_head, n_embd, block_size, batch_size = harness.SIZES[size]
+    tokens = block_size * batch_size
+    result = {"config": size, "n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size,
+              "batch_size": batch_size, "vocab_size": harness.VOCAB_SIZE, "params": n_params,
+              "tokens_per_iter": tokens, "flops_per_iter": flops, "matmul_shape": list(shape),
+              "other_load_cores": load, "engines": {}}
     for engine in engines:
         gflops = 2 * shape[0] * shape[1] * shape[2] / matmul[engine]["seconds"] / 1e9
         baseline = ready[engine]["baseline_rss_kib"]
         result["engines"][engine] = {
-            **timing_summary(times[engine], config.tokens),
+            **timing_summary(times[engine], tokens),
             "loss_first_batch": ready[engine]["loss"], "grad_norm_first_batch": ready[engine]["grad_norm"],
             "peak_rss_mib": closing[engine]["peak_rss_kib"] / 1024,
             "baseline_rss_mib": baseline / 1024 if baseline is not None else None,
             "device_memory_bytes": closing[engine]["device_memory_bytes"],
             "matmul_gflops": gflops, "matmul_reps": matmul[engine]["reps"], "versions": ready[engine]["versions"]}
-    # the floor: the iteration's matmul FLOPs at numpy's (our array library's) measured GEMM rate
+    # the floor: the iteration's FLOPs at numpy's (our array library's) measured GEMM rate
     result["floor_ms"] = flops / (result["engines"]["ours"]["matmul_gflops"] * 1e9) * 1e3
     if "torch" in engines:
         result["check"] = compare_first_step(workdir, names, ready, args.tolerance)
     return result
-
-
-def machine_info(threads):
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
-            "platform": platform.platform(), "code": code_version()}
-
-
-def code_version():
-    """The commit the engine was measured at, and whether the working tree had uncommitted changes."""
-    try:
-        git = ["git", "-C", str(REPO_ROOT)]
-        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return commit + (" with uncommitted changes" if dirty else "")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -554,13 +357,14 @@ def markdown_report(report):
              "medians (below 1: ours is faster), (min) the ratio of the fastest iterations, less sensitive to other "
              "load",
              "- other load: cores kept busy by processes outside this benchmark while it timed (machine-wide busy "
-             f"time from /proc/stat minus the benchmark's own), averaged; above {QUIET_LOAD} the engines shared the "
+             f"time from /proc/stat minus the benchmark's own), averaged; above {harness.QUIET_LOAD} the engines shared the "
              f"cores with others and the timings are flagged",
-             "- floor: the iteration's matmul FLOPs (6·N·B·T + 12·L·C·T²·B) at numpy's measured float32 GEMM rate for "
-             "(B·T, C) @ (C, 4C) with BLAS on all threads; ×floor = ms/iter ÷ floor", ""]
-    disturbed = [r["config"] for r in results if (r["other_load_cores"] or 0) > QUIET_LOAD]
+             "- floor: the iteration's FLOPs (nanoGPT's estimate_mfu count, GPT.flops_per_token: 6·N per token for the "
+             "N weights, position embeddings left out, plus 12·L·C·T for attention) at numpy's measured float32 GEMM "
+             "rate for (B·T, C) @ (C, 4C) with BLAS on all threads; ×floor = ms/iter ÷ floor", ""]
+    disturbed = [r["config"] for r in results if (r["other_load_cores"] or 0) > harness.QUIET_LOAD]
     if disturbed:
-        lines += [f"**Warning: other processes kept more than {QUIET_LOAD} cores busy while {', '.join(disturbed)} "
+        lines += [f"**Warning: other processes kept more than {harness.QUIET_LOAD} cores busy while {', '.join(disturbed)} "
                   f"ran (column 'other load'): those timings measure contention as much as the engines, and are "
                   f"not a clean baseline.**", ""]
     header = ["config", "params", "tokens/iter", "GFLOP/iter", "other load", "ours ms/iter"]
@@ -574,7 +378,7 @@ def markdown_report(report):
     for r in results:
         ours, torch = r["engines"]["ours"], r["engines"].get("torch")
         row = [f"{r['config']} ({r['n_layer']}/{r['n_head']}/{r['n_embd']}, T {r['block_size']}, B {r['batch_size']})",
-               f"{r['params'] / 1e6:.3f} M", str(r["tokens_per_iter"]), f"{r['matmul_flops_per_iter'] / 1e9:.3f}",
+               f"{r['params'] / 1e6:.3f} M", str(r["tokens_per_iter"]), f"{r['flops_per_iter'] / 1e9:.3f}",
                f"{r['other_load_cores']:.2f}" if r["other_load_cores"] is not None else "n/a",
                f"{ours['ms_median']:.2f} [{ours['ms_p25']:.2f}–{ours['ms_p75']:.2f}]"]
         if torch:
@@ -627,11 +431,10 @@ def markdown_report(report):
 
 
 def run_parent(args):
-    configs = []
-    for name in args.configs.split(","):
-        if name not in CONFIGS:
-            raise SystemExit(f"unknown config {name!r}: choose from {', '.join(CONFIGS)}")
-        configs.append(CONFIGS[name])
+    sizes = args.configs.split(",")
+    unknown = [name for name in sizes if name not in harness.SIZES]
+    if unknown:
+        raise SystemExit(f"unknown config {unknown[0]!r}: choose from {', '.join(harness.SIZES)}")
     engines = ["ours"]
     if args.vs_torch:
         if importlib.util.find_spec("torch") is None:
@@ -640,18 +443,18 @@ def run_parent(args):
             engines.append("torch")
     report = {"date": time.strftime("%Y-%m-%d"), "time": time.strftime("%H:%M:%S %Z"),
               "command": shlex.join(["python", os.path.relpath(sys.argv[0])] + sys.argv[1:]),
-              "device": args.device, "machine": machine_info(args.threads), "load_start": os.getloadavg(),
+              "device": args.device, "machine": harness.machine_info(args.threads), "load_start": os.getloadavg(),
               "results": []}
     with tempfile.TemporaryDirectory(prefix="bench-train-step-") as scratch:
-        for config in configs:
-            waited, load = wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else (0.0, None)
+        for size in sizes:
+            waited, load = harness.wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else (0.0, None)
             start = time.perf_counter()
-            result = bench_config(config, args, engines, Path(scratch) / config.name)
+            result = bench_config(size, args, engines, Path(scratch) / size)
             result["wall_s"] = time.perf_counter() - start
             result["waited_for_quiet_s"], result["other_load_before_cores"] = waited, load
             report["results"].append(result)
             ours = result["engines"]["ours"]
-            line = f"{config.name}: ours {ours['ms_median']:.2f} ms/iter"
+            line = f"{size}: ours {ours['ms_median']:.2f} ms/iter"
             if "torch" in result["engines"]:
                 torch = result["engines"]["torch"]
                 line += (f", torch {torch['ms_median']:.2f} ms/iter, ratio {ours['ms_median'] / torch['ms_median']:.2f}"
@@ -660,12 +463,9 @@ def run_parent(args):
     report["load_end"] = os.getloadavg()
     markdown = markdown_report(report)
     if not args.no_save:
-        RESULTS_DIR.mkdir(exist_ok=True)
         suffix = "" if args.threads == _default_threads() else f"-threads{args.threads}"
-        stem = RESULTS_DIR / f"{args.device}-{report['date']}{suffix}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-        stem.with_suffix(".md").write_text(markdown)
-        print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
+        written = harness.write_results(f"{args.device}-{report['date']}{suffix}", markdown, report)
+        print(f"wrote {written} and its .json", file=sys.stderr)
     print(markdown)
     failed = [r["config"] for r in report["results"] if "check" in r and not r["check"]["agree"]]
     if failed:
@@ -677,7 +477,7 @@ def run_parent(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="tiny,cpu,baby", help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default="tiny,cpu,baby", help=f"comma-separated, from {', '.join(harness.SIZES)}")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=_default_threads(),
                         help="BLAS/OpenMP threads for every engine (default: all cores)")
@@ -687,7 +487,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=6, help="alternations between the engines per config")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help=f"before each config, wait up to this long for other processes to keep fewer than "
-                             f"{QUIET_LOAD} cores busy (a shared machine)")
+                             f"{harness.QUIET_LOAD} cores busy (a shared machine)")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="largest relative difference for the engines to count as the same function")
     parser.add_argument("--no-save", action="store_true", help="print the table but write nothing to bench/results")

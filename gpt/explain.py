@@ -356,7 +356,7 @@ class _Watcher(StepObserver):
         self.writer, self.raw_model, self.tokenizer, self.param, self.index = writer, raw_model, tokenizer, param, index
         self.micro_losses, self.running = [], []
 
-    def micro_step(self, index, X, Y, logits, loss):
+    def after_backward(self, index, X, Y, logits, loss):
         if index == 0:
             self.forward = _print_forward(self.writer, self.raw_model, self.tokenizer, X, Y, logits, loss)
         self.micro_losses.append(loss.item())

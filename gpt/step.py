@@ -33,7 +33,10 @@ class StepObserver:
     """What train_step shows whoever watches it (--explain, the run's log line). Every method does nothing here:
     a watcher overrides the ones it needs, and reads; it must not change what it is shown."""
 
-    def micro_step(self, index, X, Y, logits, loss):
+    def after_forward(self, index):
+        """After micro-step `index`'s forward, before its backward."""
+
+    def after_backward(self, index, X, Y, logits, loss):
         """After micro-step `index`'s backward: its batch, its logits, its loss (before the division of step 2.2);
         the parameters' .grad hold the gradients accumulated so far."""
 
@@ -77,11 +80,12 @@ def train_step(model, optimizer, batch, get_batch, lr, accumulation_steps=1, gra
         # a) forward; dividing the loss makes the summed gradients the mean over the micro-batches, not their sum
         logits, loss = model(X, Y)
         scaled_loss = loss / accumulation_steps
+        observer.after_forward(micro_step)
         # b) fetch the next batch now: on a GPU the host prepares it while the device still computes
         next_X, next_Y = get_batch()
         # c) step 3, backward: the gradients add up (+=) across micro-steps; scaled for float16
         scaler.scale(scaled_loss).backward()
-        observer.micro_step(micro_step, X, Y, logits, loss)
+        observer.after_backward(micro_step, X, Y, logits, loss)
         X, Y = next_X, next_Y
 
     # step 2.3 (the chapter's step 4): clip the global gradient norm, measured on the unscaled gradients

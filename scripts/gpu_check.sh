@@ -8,9 +8,9 @@
 # bounded by about 8 minutes (on an H200 the whole run should take 4-6). The parts, most telling first:
 #   install        pip install -e . --no-deps (PYTHONPATH is set as well, so nothing depends on it succeeding)
 #   cuda kernels   pytest -m cuda on tests/test_cuda_kernels.py and tests/test_cuda.py
-#   equivalence    scripts/gpu_equivalence.py: fused kernels vs plain cupy vs cpu, the baby GPT's loss and gradients
+#   equivalence    bench/gpu_equivalence.py: fused kernels vs plain cupy vs cpu, the baby GPT's loss and gradients
 #                  on cuda vs cpu, float16 vs float32 training
-#   bench          scripts/gpu_bench.py: one training iteration of the baby GPT (batch 64), ours vs PyTorch eager
+#   bench          bench/gpu_bench.py: one training iteration of the baby GPT (batch 64), ours vs PyTorch eager
 #   train          examples/train_char_gpt.py, the GPU preset shortened to 500 iterations
 #   cuda tests     pytest -m cuda on every other test file (gradient checks on cuda, ...)
 # Everything goes to bench/results/gpu-<date>.md (with the JSON of equivalence and bench beside it), also copied to
@@ -88,8 +88,8 @@ except Exception as error: print(" | torch: not usable:", error, end="")' 2>&1)"
 
 run_part install 30 python -m pip install -e . --no-deps --no-build-isolation --quiet
 run_part cuda-kernels 75 python -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda.py
-run_part equivalence 120 python scripts/gpu_equivalence.py --float16-iters 200 --json "$EQUIVALENCE_JSON"
-run_part bench 60 python scripts/gpu_bench.py --batch-size 64 --block-size 256 --iters 10 --json "$BENCH_JSON"
+run_part equivalence 120 python bench/gpu_equivalence.py --float16-iters 200 --json "$EQUIVALENCE_JSON"
+run_part bench 60 python bench/gpu_bench.py --batch-size 64 --block-size 256 --iters 10 --json "$BENCH_JSON"
 rm -rf /tmp/gpu-run
 run_part train 120 python examples/train_char_gpt.py --device cuda --max-iters 500 --eval-interval 250 \
     --eval-iters 50 --out-dir /tmp/gpu-run

@@ -10,7 +10,7 @@ three ways.
    against the kernel's parameter types as a GPU launch needs them. With it as their `xp`, the ops take their fused
    path, and must agree with their plain numpy code. Where nvcc is, the sources must also compile for the GPU.
    What this cannot show: that cupy's API behaves as the stand-in assumes, NVRTC (rather than nvcc) accepting the
-   source, anything about speed. The cuda tests below, and scripts/gpu_equivalence.py, cover those on a GPU.
+   source, anything about speed. The cuda tests below, and bench/gpu_equivalence.py, cover those on a GPU.
 3. With cupy and a GPU (`cuda` marker, skipped cleanly elsewhere): each op's fused path against its plain cupy path
    and the CPU, AdamW's kernel against the plain update, and a GPT's loss and gradients.
 """

@@ -14,7 +14,6 @@ Needs os.fork (Linux, macOS); elsewhere use DataParallel.
 """
 import mmap
 import multiprocessing
-import os
 import traceback
 import weakref
 from functools import partial

@@ -1,15 +1,16 @@
 """One training iteration of the baby GPT on cuda: ours with the fused kernels, ours without them, and PyTorch eager.
 
-    python scripts/gpu_bench.py                      # batch 64, block 256, 6 layers, 6 heads, 384 wide
-    python scripts/gpu_bench.py --batch-size 8 --iters 20
-    python scripts/gpu_bench.py --device cpu --batch-size 2 --iters 2 --block-size 32   # a dry run of this script
+    python bench/gpu_bench.py                      # batch 64, block 256, 6 layers, 6 heads, 384 wide
+    python bench/gpu_bench.py --batch-size 8 --iters 20
+    python bench/gpu_bench.py --device cpu --batch-size 2 --iters 2 --block-size 32   # a dry run of this script
 
-One iteration is bench/train_step.py's: forward → loss → backward → clip the global gradient norm to 1.0 → AdamW
-(nanoGPT's groups, lr 1e-3, betas (0.9, 0.99), weight decay 0.1) → zero_grad; float32, dropout 0, bias True, vocab 65.
-All three engines run in this one process (bench/train_step.py, which runs each engine in its own process, is the
-CPU benchmark), start from the same weights and see the same batches; the engines take turns in chunks of
-iterations, the order rotating each round, and each iteration is timed up to a device synchronize. The first batch's
-loss, before any update, is compared across engines as a check that they compute the same function.
+One iteration is bench/harness.py's OurStep: gpt/step.py's train_step (forward, loss, backward, clip the global
+gradient norm to 1.0, AdamW with nanoGPT's groups, lr 1e-3, betas (0.9, 0.99), weight decay 0.1, zero_grad);
+float32, dropout 0, bias True, vocab 65. All three engines run in this one process (bench/train_step.py, which runs
+each engine in its own process, is the CPU benchmark), start from the same weights and see the same batches; the
+engines take turns in chunks of iterations (harness.in_turns), and each iteration is timed up to a device
+synchronize. The first batch's loss, before any update, is compared across engines as a check that they compute the
+same function.
 """
 import argparse
 import importlib.util
@@ -17,53 +18,39 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))                  # gpt, optim, tinygrad_ed
-sys.path.insert(0, str(REPO_ROOT / "bench"))        # torch_reference
+import harness
+import numpy as np
 
-import numpy as np  # noqa: E402
+from gpt import CharDataset
+from tinygrad_ed import Tensor, no_grad
+from tinygrad_ed.device import array_module, cuda_available
+from tinygrad_ed.fast import plain_path
 
-from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
-from optim import AdamW, clip_grad_norm_, weight_decay_groups  # noqa: E402
-from tinygrad_ed import Tensor, no_grad  # noqa: E402
-from tinygrad_ed.fast import plain_path  # noqa: E402
-from tinygrad_ed.device import array_module, cuda_available  # noqa: E402
-
-LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0   # nanoGPT's shakespeare_char settings
-SEED, N_BATCHES = 1337, 4
+N_BATCHES = 4
 
 
 class Ours:
-    """Our GPT and AdamW; `fused=False` runs every iteration inside plain_path() (the plain cupy code)."""
+    """harness.OurStep; `fused=False` runs every iteration inside plain_path() (the plain cupy code)."""
 
-    def __init__(self, spec, device, fused):
+    def __init__(self, spec, device, fused, state_dict):
         self.device, self.fused = device, fused
-        self.model = GPT(GPTConfig(**spec), device=device, seed=SEED)
-        self.optimizer = AdamW(weight_decay_groups(self.model.named_parameters(), WEIGHT_DECAY), lr=LR, betas=BETAS)
+        self.our_step = harness.OurStep(spec, 1, device, state_dict=state_dict)
 
     def batch(self, x, y):
         return Tensor(x, device=self.device), Tensor(y, device=self.device)
 
     def loss(self, x, y):
         with no_grad():
-            return self.model(x, y)[1].item()
+            return self.our_step.raw_model(x, y)[1].item()
 
     def step(self, x, y):
         if self.fused:
-            self._step(x, y)
+            self.our_step(x, y)
         else:
             with plain_path():
-                self._step(x, y)
-
-    def _step(self, x, y):
-        _, loss = self.model(x, y)
-        loss.backward()
-        clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+                self.our_step(x, y)
 
     def synchronize(self):
         if self.device == "cuda":
@@ -73,7 +60,7 @@ class Ours:
         return int(array_module(self.device).get_default_memory_pool().total_bytes()) if self.device == "cuda" else None
 
 
-def torch_engine(spec, device, scratch):
+def torch_engine(spec, device, init_path):
     """bench/torch_reference.py's TorchEngine from our model's initial weights, or (None, why not)."""
     if importlib.util.find_spec("torch") is None:
         return None, "torch is not installed"
@@ -81,9 +68,8 @@ def torch_engine(spec, device, scratch):
     if device == "cuda" and not torch.cuda.is_available():
         return None, "torch sees no CUDA device"
     from torch_reference import TorchEngine
-    init_path = Path(scratch) / "init.npz"
-    np.savez(init_path, **GPT(GPTConfig(**spec), seed=SEED).state_dict())
-    engine = TorchEngine(spec, device, init_path, torch.get_num_threads(), LR, BETAS, WEIGHT_DECAY, GRAD_CLIP)
+    engine = TorchEngine(spec, device, init_path, torch.get_num_threads(), harness.LR, harness.BETAS,
+                         harness.WEIGHT_DECAY, harness.GRAD_CLIP)
 
     def loss(x, y):
         with torch.no_grad():
@@ -110,43 +96,35 @@ def main(argv=None):
         print("gpu_bench: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
         return 2
 
-    spec = dict(block_size=args.block_size, vocab_size=65, n_layer=6, n_head=6, n_embd=384, dropout=0.0, bias=True)
-    dataset, generator = CharDataset(), np.random.default_rng(SEED)
+    spec = {**harness.model_spec("baby", bias=True), "block_size": args.block_size}
+    dataset, generator = CharDataset(), np.random.default_rng(1337)
     batches = [dataset.get_batch("train", args.batch_size, args.block_size, generator) for _ in range(N_BATCHES)]
     batches = [(np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())) for x, y in batches]  # Y is a view
 
     with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
-        engines = {"ours (fused)": Ours(spec, args.device, fused=True),
-                   "ours (plain cupy)": Ours(spec, args.device, fused=False)}
+        initial = harness.OurStep(spec, 1, "cpu").raw_model.state_dict()
+        init_path = Path(scratch) / "init.npz"
+        np.savez(init_path, **initial)
+        engines = {"ours (fused)": Ours(spec, args.device, True, initial),
+                   "ours (plain cupy)": Ours(spec, args.device, False, initial)}
         torch_note = "skipped (--no-torch)"
         if not args.no_torch:
-            engine, torch_note = torch_engine(spec, args.device, scratch)
+            engine, torch_note = torch_engine(spec, args.device, init_path)
             if engine is not None:
                 engines["torch eager"] = engine
         on_device = {name: [engine.batch(x, y) for x, y in batches] for name, engine in engines.items()}
         first_loss = {name: engine.loss(*on_device[name][0]) for name, engine in engines.items()}
 
-        done = {name: 0 for name in engines}
-
-        def run(name, n, times=None):
-            engine = engines[name]
-            for _ in range(n):
-                x, y = on_device[name][done[name] % N_BATCHES]
-                done[name] += 1
-                start = time.perf_counter()
-                engine.step(x, y)
-                engine.synchronize()
-                if times is not None:
-                    times.append(time.perf_counter() - start)
-
-        for name in engines:
-            run(name, args.warmup)
+        done = {name: args.warmup for name in engines}
+        for name, engine in engines.items():
+            harness.time_steps(engine.step, on_device[name], args.warmup, synchronize=engine.synchronize)
         times = {name: [] for name in engines}
-        names = list(engines)
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+        for order, n in zip(harness.in_turns(engines, args.rounds), harness.chunk_sizes(args.iters, args.rounds)):
             for name in order:
-                run(name, args.iters // args.rounds + (1 if r < args.iters % args.rounds else 0), times[name])
+                engine = engines[name]
+                times[name] += harness.time_steps(engine.step, on_device[name], n, start=done[name],
+                                                  synchronize=engine.synchronize)
+                done[name] += n
 
     tokens = args.batch_size * args.block_size
     reference_loss = first_loss.get("torch eager", first_loss["ours (fused)"])
@@ -156,11 +134,11 @@ def main(argv=None):
                       "device_memory_bytes": engines[name].memory_bytes()}
                for name, t in times.items()}
     lines = [f"### one training iteration, baby GPT (6/6/384), block {args.block_size}, batch {args.batch_size}, "
-             f"{args.device}, float32", "",
-             "| engine | ms/iter (median) | ms/iter (min) | tokens/s | first-batch loss | rel. diff to torch |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | {r['tokens_per_s']:,.0f} | "
-              f"{r['first_loss']:.6f} | {r['first_loss_rel_diff']:.1e} |" for name, r in results.items()]
+             f"{args.device}, float32", ""]
+    lines += harness.markdown_table(
+        ["engine", "ms/iter (median)", "ms/iter (min)", "tokens/s", "first-batch loss", "rel. diff to torch"],
+        [[name, f"{r['ms_median']:.1f}", f"{r['ms_min']:.1f}", f"{r['tokens_per_s']:,.0f}", f"{r['first_loss']:.6f}",
+          f"{r['first_loss_rel_diff']:.1e}"] for name, r in results.items()])
     lines += ["", f"torch: {torch_note or 'ran'}; {args.iters} timed iterations per engine after {args.warmup} "
               f"warm-up, in {args.rounds} rounds"]
     print("\n".join(lines))

@@ -1,8 +1,8 @@
 """Does the GPU compute what the CPU computes? Prints a table, writes JSON, exits 1 if a comparison fails.
 
-    python scripts/gpu_equivalence.py                          # every section, on cuda
-    python scripts/gpu_equivalence.py --sections kernels,model
-    python scripts/gpu_equivalence.py --device cpu             # a dry run of this script: the CPU against itself
+    python bench/gpu_equivalence.py                          # every section, on cuda
+    python bench/gpu_equivalence.py --sections kernels,model
+    python bench/gpu_equivalence.py --device cpu             # a dry run of this script: the CPU against itself
 
 Sections:
   kernels  each fused kernel (GELU, LayerNorm, cross-entropy, attention softmax, AdamW) three ways from the same
@@ -17,7 +17,6 @@ A difference is max |a − b| / max |b| over one tensor (so rounding is measured
 """
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -25,30 +24,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere: gpt, optim and tinygrad_ed live in the root
+import harness
+import numpy as np
 
-import numpy as np  # noqa: E402
+from gpt import GPT, CharDataset, GPTConfig
+from gpt.config import gpu_preset
+from gpt.training import train
+from optim import AdamW
+from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention
+from tinygrad_ed.device import array_module, cuda_available, to_device
+from tinygrad_ed.fast import plain_path
 
-from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
-from gpt.config import gpu_preset  # noqa: E402
-from gpt.training import train  # noqa: E402
-from optim import AdamW  # noqa: E402
-from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention  # noqa: E402
-from tinygrad_ed.fast import plain_path  # noqa: E402
-from tinygrad_ed.device import array_module, cuda_available, to_device  # noqa: E402
+relative_difference = harness.relative_difference
 
 KERNEL_TOLERANCE = 1e-5    # one op in float32: its paths differ by a few roundings
 MODEL_TOLERANCE = 1e-4     # a whole forward and backward: ~100 ops' roundings add up
 FLOAT16_TOLERANCE = 0.1    # |val loss float16 − val loss float32| after the same run: loss scaling works
-BABY = dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65)
-
-
-def relative_difference(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return math.inf
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
+BABY = harness.model_spec("baby")  # 6 layers, 6 heads, 384 wide, block 256, as the GPU preset (no biases)
 
 
 def synchronize(device):
@@ -58,16 +50,8 @@ def synchronize(device):
 
 def median_ms(step, device, reps=10, warmup=2):
     """Median milliseconds of step(), waiting for the device after each call."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    harness.time_steps(step, [()], warmup, synchronize=lambda: synchronize(device))
+    return statistics.median(harness.time_steps(step, [()], reps, synchronize=lambda: synchronize(device))) * 1e3
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -181,7 +165,7 @@ def kernels_section(device, report):
 
 def model_results(device, batch):
     """Loss and every parameter's gradient of the baby GPT on one batch of tiny Shakespeare (float32, dropout 0)."""
-    model = GPT(GPTConfig(**BABY, dropout=0.0, bias=False), device=device, seed=1337)  # the GPU preset has no biases
+    model = GPT(GPTConfig(**BABY), device=device, seed=1337)
     x, y = CharDataset().get_batch("train", batch, BABY["block_size"], np.random.default_rng(1337), device)
     _, loss = model(x, y)
     loss.backward()
@@ -247,7 +231,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cpu: a dry run of the script itself (the CPU compared with itself; float16 skipped)")
     parser.add_argument("--float16-iters", type=int, default=200, help="training iterations per dtype")
-    default_json = REPO_ROOT / "bench" / "results" / f"gpu-equivalence-{time.strftime('%F')}.json"
+    default_json = harness.RESULTS_DIR / f"gpu-equivalence-{time.strftime('%F')}.json"
     parser.add_argument("--json", default=str(default_json),
                         help="where the JSON report goes (rewritten after every section)")
     args = parser.parse_args(argv)
