@@ -27,7 +27,8 @@ import pytest
 import tinygrad_ed.tensor as tensor_module
 from gpt.model import GPT, GPTConfig
 from optim import AdamW
-from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention
+from op_table import OPS_BY_NAME
+from tinygrad_ed import Tensor, layer_norm
 from tinygrad_ed.device import array_module, to_device
 from tinygrad_ed.fast import cuda_kernels, cuda_ops, implementation, parameter_update, plain_path
 from tinygrad_ed.fast.cuda_kernels import BLOCK, ELEMENTWISE_KERNELS, ROW_KERNEL_NAMES, ROW_KERNELS, kernels_for
@@ -306,49 +307,39 @@ def _targets(shape, vocab, ignore_index=None):
     return targets
 
 
-def _attention(causal, dropout_p=0.0):
-    def attention(q, k, v):
-        generator = array_module(q.device).random.default_rng(5) if dropout_p else None  # same masks every run
-        return scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=dropout_p, generator=generator)
-    return attention
-
-
-# name -> (input arrays, every one requiring grad; function of those tensors; the kernels its fused path runs).
-# Sizes straddle BLOCK: rows shorter than a block, exactly one, and longer (the strided loops).
+# name -> (the op of tests/op_table.py, its input arrays, every one requiring grad, its other arguments, the kernels its
+# fused path runs). Sizes straddle BLOCK: rows shorter than a block, exactly one, and longer (the strided loops).
 TARGETS_65, TARGETS_300 = _targets((4, 9), 65), _targets((3, 5), 300, ignore_index=-100)
+GELU_KERNELS = {"tinygrad_ed_gelu_forward", "tinygrad_ed_gelu_backward"}
+LAYER_NORM_KERNELS = {"layer_norm_forward", "layer_norm_backward"}
+CROSS_ENTROPY_KERNELS = {"cross_entropy_forward", "tinygrad_ed_cross_entropy_backward"}
+ATTENTION_KERNELS = {"attention_softmax_forward", "attention_softmax_backward"}
 CASES = {
-    "gelu": ([_data(3, 7, 37, scale=3)], lambda x: x.gelu(),
-             {"tinygrad_ed_gelu_forward", "tinygrad_ed_gelu_backward"}),
-    "layer_norm": ([_data(4, 5, 384, scale=2), _data(384), _data(384)], lambda x, w, b: layer_norm(x, w, b),
-                   {"layer_norm_forward", "layer_norm_backward"}),
-    "layer_norm_no_bias_600": ([_data(3, 600), _data(600)], lambda x, w: layer_norm(x, w),
-                               {"layer_norm_forward", "layer_norm_backward"}),
-    "layer_norm_no_params_256": ([_data(2, 256) + 3], lambda x: layer_norm(x),
-                                 {"layer_norm_forward", "layer_norm_backward"}),
-    "cross_entropy": ([_data(4, 9, 65, scale=3)],
-                      lambda logits: cross_entropy(logits, Tensor(TARGETS_65, device=logits.device)),
-                      {"cross_entropy_forward", "tinygrad_ed_cross_entropy_backward"}),
-    "cross_entropy_ignore_300": ([_data(3, 5, 300, scale=3)],
-                                 lambda logits: cross_entropy(logits, Tensor(TARGETS_300, device=logits.device),
-                                                              ignore_index=-100),
-                                 {"cross_entropy_forward", "tinygrad_ed_cross_entropy_backward"}),
-    "attention_causal": ([_data(2, 3, 11, 8) for _ in range(3)], _attention(causal=True),
-                         {"attention_softmax_forward", "attention_softmax_backward"}),
-    "attention_causal_260": ([_data(1, 1, 260, 4) for _ in range(3)], _attention(causal=True),
-                             {"attention_softmax_forward", "attention_softmax_backward"}),
-    "attention_full": ([_data(1, 2, 9, 8, scale=2) for _ in range(3)], _attention(causal=False),
-                       {"attention_softmax_forward", "attention_softmax_backward"}),
-    "attention_dropout": ([_data(2, 2, 7, 8) for _ in range(3)], _attention(causal=True, dropout_p=0.3),
-                          {"attention_softmax_forward", "attention_softmax_backward"}),
+    "gelu": ("gelu", [_data(3, 7, 37, scale=3)], {}, GELU_KERNELS),
+    "layer_norm": ("layer_norm(weight+bias)", [_data(4, 5, 384, scale=2), _data(384), _data(384)], {"eps": 1e-5},
+                   LAYER_NORM_KERNELS),
+    "layer_norm_no_bias_600": ("layer_norm(weight)", [_data(3, 600), _data(600)], {"eps": 1e-5}, LAYER_NORM_KERNELS),
+    "layer_norm_no_params_256": ("layer_norm", [_data(2, 256) + 3], {"eps": 1e-5}, LAYER_NORM_KERNELS),
+    "cross_entropy": ("cross_entropy", [_data(4, 9, 65, scale=3)], {"targets": TARGETS_65, "ignore_index": None},
+                      CROSS_ENTROPY_KERNELS),
+    "cross_entropy_ignore_300": ("cross_entropy", [_data(3, 5, 300, scale=3)],
+                                 {"targets": TARGETS_300, "ignore_index": -100}, CROSS_ENTROPY_KERNELS),
+    "attention_causal": ("attention", [_data(2, 3, 11, 8) for _ in range(3)], {"causal": True}, ATTENTION_KERNELS),
+    "attention_causal_260": ("attention", [_data(1, 1, 260, 4) for _ in range(3)], {"causal": True},
+                             ATTENTION_KERNELS),
+    "attention_full": ("attention", [_data(1, 2, 9, 8, scale=2) for _ in range(3)], {"causal": False},
+                       ATTENTION_KERNELS),
+    "attention_dropout": ("attention(dropout)", [_data(2, 2, 7, 8) for _ in range(3)], {"seed": 5},
+                          ATTENTION_KERNELS),  # dropout 0.3, the same masks every run
 }
 SAME_ON_CPU = [name for name in CASES if "dropout" not in name]  # dropout masks: numpy's and cupy's streams differ
 
 
 def run_case(name, device):
     """The case's output and every input's gradient, as numpy arrays."""
-    inputs, function, _ = CASES[name]
+    op_name, inputs, arguments, _ = CASES[name]
     tensors = [Tensor(array, device=device, requires_grad=True) for array in inputs]
-    out = function(*tensors)
+    out = OPS_BY_NAME[op_name].function(*tensors, **arguments)
     weights = np.linspace(-1, 1, out.size, dtype=np.float32).reshape(out.shape)  # every output element counts
     (out * Tensor(weights, device=device)).sum().backward()
     return [out.numpy()] + [to_device(tensor.grad, "cpu") for tensor in tensors]
@@ -369,7 +360,7 @@ def test_emulated_kernels_match_the_plain_code(name, emulator, monkeypatch):
     cupy = EmulatedCupy(emulator)
     monkeypatch.setattr(tensor_module, "array_module", lambda device: cupy)
     fused_results = run_case(name, "cpu")
-    assert set(cupy.launched) == CASES[name][2]  # the op took its fused path, forward and backward
+    assert set(cupy.launched) == CASES[name][3]  # the op took its fused path, forward and backward
     assert_close(fused_results, plain, 1e-5, name)
 
 

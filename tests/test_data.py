@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from gpt.data import DEFAULT_TEXT_PATH, CharDataset, CharTokenizer
 from tinygrad_ed.device import cuda_available
+from strategies import texts
 from tinygrad_ed.tensor import Tensor
 
 SHAKESPEARE_LENGTH = 1_115_394
@@ -33,7 +33,7 @@ def test_vocabulary_is_the_65_sorted_characters(shakespeare):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.text(alphabet=st.sampled_from(SHAKESPEARE_CHARS), max_size=200))
+@given(texts(SHAKESPEARE_CHARS))
 def test_encode_decode_round_trip(text):
     tokenizer = CharTokenizer(SHAKESPEARE_CHARS)
     ids = tokenizer.encode(text)

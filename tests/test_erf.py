@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from strategies import central_floats, float32s, small_shapes, wide_floats
 
 from tinygrad_ed.device import cuda_available
 from tinygrad_ed.erf import erf, erf_accurate, erf_fast
@@ -69,10 +70,6 @@ def test_fast_on_dense_float32_grid():
 
 # ---- property tests ----
 
-wide_floats = st.floats(allow_nan=False, allow_infinity=False)          # the whole float64 line
-central_floats = st.floats(min_value=-7.0, max_value=7.0)              # where erf is not yet +-1
-float32s = st.floats(min_value=-10.0, max_value=10.0, width=32)
-small_shapes = hnp.array_shapes(min_dims=0, max_dims=3, max_side=6)
 
 
 @settings(max_examples=100, deadline=None)
