@@ -17,7 +17,6 @@ import importlib.util
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import harness
@@ -60,7 +59,7 @@ class Ours:
         return int(array_module(self.device).get_default_memory_pool().total_bytes()) if self.device == "cuda" else None
 
 
-def torch_engine(spec, device, init_path):
+def torch_engine(spec, device, initial):
     """bench/torch_reference.py's TorchEngine from our model's initial weights, or (None, why not)."""
     if importlib.util.find_spec("torch") is None:
         return None, "torch is not installed"
@@ -68,7 +67,7 @@ def torch_engine(spec, device, init_path):
     if device == "cuda" and not torch.cuda.is_available():
         return None, "torch sees no CUDA device"
     from torch_reference import TorchEngine
-    engine = TorchEngine(spec, device, init_path, torch.get_num_threads(), harness.LR, harness.BETAS,
+    engine = TorchEngine(spec, device, initial, torch.get_num_threads(), harness.LR, harness.BETAS,
                          harness.WEIGHT_DECAY, harness.GRAD_CLIP)
 
     def loss(x, y):
@@ -101,30 +100,27 @@ def main(argv=None):
     batches = [dataset.get_batch("train", args.batch_size, args.block_size, generator) for _ in range(N_BATCHES)]
     batches = [(np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())) for x, y in batches]  # Y is a view
 
-    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
-        initial = harness.OurStep(spec, 1, "cpu").raw_model.state_dict()
-        init_path = Path(scratch) / "init.npz"
-        np.savez(init_path, **initial)
-        engines = {"ours (fused)": Ours(spec, args.device, True, initial),
-                   "ours (plain cupy)": Ours(spec, args.device, False, initial)}
-        torch_note = "skipped (--no-torch)"
-        if not args.no_torch:
-            engine, torch_note = torch_engine(spec, args.device, init_path)
-            if engine is not None:
-                engines["torch eager"] = engine
-        on_device = {name: [engine.batch(x, y) for x, y in batches] for name, engine in engines.items()}
-        first_loss = {name: engine.loss(*on_device[name][0]) for name, engine in engines.items()}
+    initial = harness.OurStep(spec, 1, "cpu").raw_model.state_dict()
+    engines = {"ours (fused)": Ours(spec, args.device, True, initial),
+               "ours (plain cupy)": Ours(spec, args.device, False, initial)}
+    torch_note = "skipped (--no-torch)"
+    if not args.no_torch:
+        engine, torch_note = torch_engine(spec, args.device, initial)
+        if engine is not None:
+            engines["torch eager"] = engine
+    on_device = {name: [engine.batch(x, y) for x, y in batches] for name, engine in engines.items()}
+    first_loss = {name: engine.loss(*on_device[name][0]) for name, engine in engines.items()}
 
-        done = {name: args.warmup for name in engines}
-        for name, engine in engines.items():
-            harness.time_steps(engine.step, on_device[name], args.warmup, synchronize=engine.synchronize)
-        times = {name: [] for name in engines}
-        for order, n in zip(harness.in_turns(engines, args.rounds), harness.chunk_sizes(args.iters, args.rounds)):
-            for name in order:
-                engine = engines[name]
-                times[name] += harness.time_steps(engine.step, on_device[name], n, start=done[name],
-                                                  synchronize=engine.synchronize)
-                done[name] += n
+    done = {name: args.warmup for name in engines}
+    for name, engine in engines.items():
+        harness.time_steps(engine.step, on_device[name], args.warmup, synchronize=engine.synchronize)
+    times = {name: [] for name in engines}
+    for order, n in zip(harness.in_turns(engines, args.rounds), harness.chunk_sizes(args.iters, args.rounds)):
+        for name in order:
+            engine = engines[name]
+            times[name] += harness.time_steps(engine.step, on_device[name], n, start=done[name],
+                                              synchronize=engine.synchronize)
+            done[name] += n
 
     tokens = args.batch_size * args.block_size
     reference_loss = first_loss.get("torch eager", first_loss["ours (fused)"])

@@ -112,18 +112,19 @@ def weight_decay_groups(model, weight_decay):
 
 
 class TorchEngine:
-    """One training iteration of the reference, with the interface bench/train_step.py's worker drives."""
+    """The reference's training iteration, nanoGPT's, once: bench/train_step.py's worker, bench/gpu_bench.py and
+    bench/train_run.py drive it. `init` is our model's state_dict (a dict, or an .npz file's path)."""
 
     name = "torch"
 
-    def __init__(self, spec, device, init_path, threads, lr, betas, weight_decay, grad_clip):
+    def __init__(self, spec, device, init, threads, lr, betas, weight_decay, grad_clip):
         torch.set_num_threads(threads)
         self.device, self.grad_clip = device, grad_clip
         self.model = GPT(spec)
-        init = np.load(init_path)                   # our model's state_dict, read one array at a time
+        init = dict(np.load(init)) if not isinstance(init, dict) else init
         names = [name for name, _ in self.model.named_parameters()]
-        if sorted(names) != sorted(init.files):
-            only_torch, only_ours = sorted(set(names) - set(init.files)), sorted(set(init.files) - set(names))
+        if sorted(names) != sorted(init):
+            only_torch, only_ours = sorted(set(names) - set(init)), sorted(set(init) - set(names))
             raise KeyError(f"torch reference and our state_dict disagree on parameter names: only in torch "
                            f"{only_torch}, only in ours {only_ours}")
         with torch.no_grad():
@@ -136,23 +137,27 @@ class TorchEngine:
     def batch(self, x, y):
         return torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
 
-    def step(self, x, y):
+    def step(self, x, y, lr=None, save=None):
+        """One iteration: forward, backward, clip, AdamW (at `lr` when given), zero_grad; returns (loss, norm) as
+        tensors. With `save`, the gradients before clipping and the updated weights go to save(stage, arrays)."""
+        if lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         _, loss = self.model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        named = list(self.model.named_parameters()) if save else []
+        if save:
+            save("grads", {name: p.grad.detach().cpu().numpy() for name, p in named})
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
+        if save:
+            save("new", {name: p.detach().cpu().numpy() for name, p in named})
         self.optimizer.zero_grad(set_to_none=True)
+        return loss, norm
 
     def first_step(self, x, y, save):
         """step() with its intermediate results handed to save(stage, {name: numpy array}) for the cross-check."""
-        _, loss = self.model(x, y)
-        loss.backward()
-        named = list(self.model.named_parameters())
-        save("grads", {name: p.grad.detach().cpu().numpy() for name, p in named})
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        save("new", {name: p.detach().cpu().numpy() for name, p in named})
-        self.optimizer.zero_grad(set_to_none=True)
+        loss, norm = self.step(x, y, save=save)
         return float(loss.item()), float(norm.item())
 
     def synchronize(self):

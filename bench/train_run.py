@@ -38,33 +38,28 @@ def run_ours(max_iters, out_dir):
 
 
 def run_torch(max_iters):
-    """The loop of gpt/training.py (steps 2.1-2.7, without checkpoints and logs), in PyTorch."""
+    """The loop of gpt/training.py (steps 2.1-2.7, without checkpoints and logs), with bench/torch_reference.py's
+    engine doing each iteration."""
+    from dataclasses import asdict
+
     import numpy as np
     import torch
     sys.path.insert(0, str(ROOT / "bench"))
-    from torch_reference import GPT as TorchGPT, weight_decay_groups
+    from torch_reference import TorchEngine
     from gpt import GPT, CharDataset
     from gpt.config import cpu_preset
-    from optim import get_lr
+    from gpt.training import learning_rate
 
     started = time.time()
     config = cpu_preset()
     config.max_iters, config.lr_decay_iters = max_iters, max(max_iters, config.warmup_iters + 1)
     dataset = CharDataset()
     model_config = config.model_config(dataset.tokenizer.vocab_size)
-    spec = dict(block_size=model_config.block_size, vocab_size=model_config.vocab_size, n_layer=model_config.n_layer,
-                n_head=model_config.n_head, n_embd=model_config.n_embd, dropout=model_config.dropout,
-                bias=model_config.bias)
-    model = TorchGPT(spec)
-    ours = GPT(model_config, seed=config.seed)                    # the same initial weights as our run
-    initial = ours.state_dict()
-    with torch.no_grad():
-        for name, param in model.named_parameters():   # the tied wte/lm_head weight is listed once, as ours
-            param.copy_(torch.from_numpy(initial.pop(name)))
-    assert not initial, f"parameters only in our model: {sorted(initial)}"
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, config.weight_decay), lr=config.learning_rate,
-                                  betas=(config.beta1, config.beta2))
-    batches = np.random.default_rng(config.seed)
+    spec = {name: value for name, value in asdict(model_config).items() if name != "dtype"}
+    engine = TorchEngine(spec, "cpu", GPT(model_config, seed=config.seed).state_dict(),  # our run's initial weights
+                         torch.get_num_threads(), config.learning_rate, (config.beta1, config.beta2),
+                         config.weight_decay, config.grad_clip)
+    model, batches = engine.model, np.random.default_rng(config.seed)
 
     def batch(split, generator):
         X, Y = dataset.get_batch(split, config.batch_size, config.block_size, generator)
@@ -83,20 +78,13 @@ def run_torch(max_iters):
     evals = []
     X, Y = batch("train", batches)
     for iter_num in range(config.max_iters + 1):
-        lr = get_lr(iter_num, config.learning_rate, config.warmup_iters, config.lr_decay_iters, config.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         if iter_num % config.eval_interval == 0 or iter_num == config.max_iters:
             losses = estimate_loss()
             evals.append((iter_num, losses["train"], losses["val"]))
         if iter_num == config.max_iters:
             break
-        _, loss = model(X, Y)
+        engine.step(X, Y, lr=learning_rate(config, iter_num))
         X, Y = batch("train", batches)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
     return dict(final_train=evals[-1][1], final_val=evals[-1][2], seconds=time.time() - started, evals=evals,
                 torch_threads=torch.get_num_threads())
 
