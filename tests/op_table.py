@@ -40,12 +40,12 @@ def _on(tensor, array):
     return Tensor(array, device=tensor.device)
 
 
-def _softmax(x, axis=-1):
+def softmax_reference(x, axis=-1):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _log_softmax(x, axis=-1):
+def log_softmax_reference(x, axis=-1):
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
@@ -56,7 +56,8 @@ def _erf(x):
 
 def _cross_entropy(logits, targets, ignore_index):
     kept = targets != ignore_index if ignore_index is not None else np.ones(targets.shape, dtype=bool)
-    picked = np.take_along_axis(_log_softmax(logits), np.where(kept, targets, 0)[..., None], axis=-1)[..., 0]
+    picked = np.take_along_axis(log_softmax_reference(logits), np.where(kept, targets, 0)[..., None], axis=-1)
+    picked = picked[..., 0]
     return -picked[kept].mean()  # the mean over kept positions only, not over all of them
 
 
@@ -69,7 +70,7 @@ def _attention(q, k, v, causal):
     scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])              # (B, H, T, T)
     if causal:
         scores = np.where(np.tril(np.ones(scores.shape[-2:], dtype=bool)), scores, -np.inf)
-    return _softmax(scores) @ v                                                # (B, H, T, D)
+    return softmax_reference(scores) @ v                                       # (B, H, T, D)
 
 
 def _dropout(x, p, seed):
@@ -121,9 +122,9 @@ OPS = [
        lambda x, axis, keepdims, correction: x.var(axis=axis, keepdims=keepdims, ddof=correction), atol=1e-12),
     # ---- softmax, the loss, normalisation ----
     Op("softmax", lambda x, axis: x.softmax(axis=axis), s.with_axis(lambda shape: s.arrays(shape, -20.0, 20.0)),
-       _softmax, rtol=1e-12, atol=1e-15),
+       softmax_reference, rtol=1e-12, atol=1e-15),
     Op("log_softmax", lambda x, axis: x.log_softmax(axis=axis),
-       s.with_axis(lambda shape: s.arrays(shape, -20.0, 20.0)), _log_softmax, rtol=1e-12, atol=1e-12),
+       s.with_axis(lambda shape: s.arrays(shape, -20.0, 20.0)), log_softmax_reference, rtol=1e-12, atol=1e-12),
     Op("cross_entropy", lambda logits, targets, ignore_index: cross_entropy(logits, _on(logits, targets),
                                                                             ignore_index=ignore_index),
        s.cross_entropy_inputs(), _cross_entropy, rtol=1e-12),
