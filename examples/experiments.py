@@ -8,7 +8,7 @@
   all        all four, in this order
 
 Run:  python examples/experiments.py lr [--iters 30] [--seed 1337]
-Each experiment takes well under a minute on two CPU cores. Its curves are drawn with gpt.progress.text_plot.
+Each experiment takes well under a minute on two CPU cores. Its curves are drawn with gpt.plot.text_plot.
 """
 import argparse
 import math
@@ -18,7 +18,7 @@ import numpy as np
 
 from gpt import GPT, CharDataset, GPTConfig
 from gpt.data import Batches
-from gpt.progress import text_plot
+from gpt.plot import text_plot
 from gpt.step import configure_optimizers, train_step
 from optim import SGD, global_grad_norm
 from tinygrad_ed import Tensor, no_grad
@@ -244,8 +244,8 @@ def main(argv=None):
     parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
                         help="the optimizer of the lr experiment (clipping matters for sgd; see EXPLODING_LR)")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or (args.iters is not None and args.iters < 1):
-        parser.error("--seeds and --iters must be at least 1")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.iters is not None and args.iters < 1:
         parser.error(f"--iters must be at least 1, got {args.iters}")
 

@@ -23,7 +23,7 @@ import itertools
 
 import numpy as np
 
-from gpt.progress import text_plot
+from gpt.plot import text_plot
 from tinygrad_ed import Tensor
 
 X_TRAIN = [1.0, 2.0, 3.0, 4.0, 5.0]

@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 
-from gpt.checkpoint import CheckpointError, load_checkpoint, restore
-from gpt.model import GPT
-from gpt.checkpoint import CHECKPOINT_NAME
+from gpt.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, restore
 from gpt.config import TrainConfig
+from gpt.model import GPT
 from tinygrad_ed import Tensor, cuda_available
 from tinygrad_ed.device import DEVICES
 

@@ -23,7 +23,7 @@ from gpt.checkpoint import CheckpointError
 from gpt.config import TrainConfig, add_flags, make_config
 from gpt.data import CharDataset
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration
-from gpt.progress import save_png, text_plot
+from gpt.plot import save_png, text_plot
 from gpt.training import TrainingDiverged, train
 from tinygrad_ed import Tensor, cuda_available
 

@@ -1,5 +1,5 @@
-"""The training loop (gpt/training.py) and its progress display (gpt/progress.py): it learns, resumes exactly,
-stops on NaN without touching the last good checkpoint, and refuses settings it cannot honour."""
+"""The training loop (gpt/training.py), its progress display (gpt/progress.py) and plots (gpt/plot.py): it learns,
+resumes exactly, stops on NaN without touching the last good checkpoint, and refuses settings it cannot honour."""
 import io
 import math
 from dataclasses import replace
@@ -10,7 +10,8 @@ import pytest
 from gpt import checkpoint, config as config_module, step as step_module, training
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.data import CharDataset
-from gpt.progress import ProgressBar, format_duration, text_plot
+from gpt.plot import text_plot
+from gpt.progress import ProgressBar, format_duration
 from gpt.config import TrainConfig, cpu_preset, gpu_preset
 from gpt.training import TrainingDiverged, train
 from optim import get_lr
@@ -251,7 +252,7 @@ def test_bad_settings_are_named(overrides, message):
         TrainConfig(**overrides)
 
 
-# ---- gpt/progress.py ----
+# ---- gpt/progress.py and gpt/plot.py ----
 
 def test_text_plot_draws_each_series_with_its_marker():
     plot = text_plot({"train": ([0, 1, 2], [4.0, 3.0, 2.0]), "val": ([0, 2], [4.2, 2.5])}, width=20, height=5,
