@@ -50,7 +50,7 @@ class TrainConfig:
     n_embd: int = setting(384, "width of every token's vector (C)")
     dropout: float = setting(0.2, "regularisation against overfitting; 0.0 when the model is small")
     bias: bool = setting(False, "biases in Linear and LayerNorm; nanoGPT trains without (better, faster)")
-    # AdamW (step 2.4)
+    # the updates, grouped as nanoGPT's config does: how many, AdamW (step 2.4), clipping (step 2.3)
     learning_rate: float = setting(1e-3, "peak learning rate; a small model can take a large one")
     max_iters: int = setting(5000, "total number of updates")
     weight_decay: float = setting(1e-1, "AdamW's decoupled shrinkage of the weight matrices")

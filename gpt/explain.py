@@ -3,8 +3,9 @@
     python examples/train_char_gpt.py --explain [--lang zh] [--explain-param NAME[i,j]] [any TrainConfig flag]
 
 explain_iteration() runs iteration 0 of train() in gpt/training.py: the same initialise(config) (model, AdamW,
-batches, data-parallel workers), the same learning_rate(config, 0) and the same train_step, which it watches through
-a StepObserver instead of computing anything beside it. What it prints is train(config)'s first update, in order:
+batches, data-parallel workers), the same learning rate and the same train_step, which it watches through a
+StepObserver; nothing of the update is computed beside it (what it adds, the norm after clipping and the ratios per
+group, is measured on the step's own arrays). What it prints is train(config)'s first update, in order:
 
     the batch           X, Y = get_batch('train'): token ids and the text they stand for
     步骤1 forward        sample 0, position 0: top-5 scores, softmax, -log p; the mean loss against ln V (FAQ Q1)
@@ -29,8 +30,8 @@ import numpy as np
 from gpt.data import CharDataset
 from gpt.progress import update_ratio
 from gpt.step import StepObserver, train_step
-from gpt.training import initialise, learning_rate
-from optim import global_grad_norm
+from gpt.training import initialise, scheduled_lr
+from optim import clip_factor, global_grad_norm
 from tinygrad_ed.device import to_device
 
 DEFAULT_PARAM = "transformer.h.0.attn.c_attn.weight[0,0]"  # a weight of the first attention's q, k, v matmul
@@ -143,8 +144,8 @@ LABELS = {
         "ratio_log": "train()'s log line shows update/param = {ratio}: there ‖Δp‖/‖p‖ is taken per tensor and "
                      "averaged over the {n} tensors that are not all zeros, so it differs from the group ratios above",
         "group_decay": "decay", "group_no_decay": "no-decay",
-        "done": "That was iteration 0 of train(config): next come zero_grad() (总结图 2.5：清空梯度), the log line, and "
-                "iteration 1 with the next batch. Explain mode saves no checkpoint.",
+        "done": "That was iteration 0 of train(config), ended by zero_grad() (总结图 2.5：清空梯度); next come the log "
+                "line and iteration 1 with the next batch. Explain mode saves no checkpoint.",
     },
     "zh": {
         "header": "一次训练迭代，按本章第三部分（GPT训练的完整流程）的步骤展开：train() 的第0次迭代，"
@@ -241,7 +242,7 @@ LABELS = {
         "ratio_log": "train() 的日志行显示 update/param = {ratio}：那里 ‖Δp‖/‖p‖ 按张量计算，再对 {n} 个非零张量求平均，"
                      "所以与上面按组计算的比例不同",
         "group_decay": "权重衰减组", "group_no_decay": "不衰减组",
-        "done": "以上就是 train(config) 的第0次迭代：接下来是 zero_grad()（总结图 2.5：清空梯度）、日志行，"
+        "done": "以上就是 train(config) 的第0次迭代，最后一步是 zero_grad()（总结图 2.5：清空梯度）；接下来是日志行，"
                 "然后用下一批数据进行第1次迭代。explain 模式不保存 checkpoint。",
     },
 }
@@ -320,7 +321,7 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
     _print_batch(writer, tokenizer, X, Y)
 
     # ---- 2. iteration 0: train()'s step, watched; the forward of micro-step 0 is the chapter's step 1
-    lr = learning_rate(config, 0)
+    lr = scheduled_lr(config, 0)
     watcher = _Watcher(writer, raw_model, tokenizer, param, index)
     step = train_step(model, optimizer, (X, Y), batches.next, lr, config.gradient_accumulation_steps,
                       config.grad_clip, measure_norm=True, observer=watcher)
@@ -495,7 +496,7 @@ def _print_clipping(writer, config, grad_norm, entries, clipped_norm):
         writer.say("clip_off")
         return None
     writer.say("threshold", clip=config.grad_clip)
-    factor = min(1.0, config.grad_clip / (grad_norm + 1e-6))  # clip_grad_norm_'s formula
+    factor = float(clip_factor(np, grad_norm, config.grad_clip))  # what clip_grad_norm_ multiplied by
     if factor < 1.0:
         writer.say("scale", clip=config.grad_clip, norm=f"{grad_norm:.4f}", factor=f"{factor:.4f}",
                    new_norm=f"{clipped_norm:.4f}")

@@ -83,12 +83,12 @@ def train_step(model, optimizer, batch, get_batch, lr, accumulation_steps=1, gra
         observer.after_forward(micro_step)
         # b) fetch the next batch now: on a GPU the host prepares it while the device still computes
         next_X, next_Y = get_batch()
-        # c) step 3, backward: the gradients add up (+=) across micro-steps; scaled for float16
+        # c) backward (part 3's step 3): the gradients add up (+=) across micro-steps; scaled for float16
         scaler.scale(scaled_loss).backward()
         observer.after_backward(micro_step, X, Y, logits, loss)
         X, Y = next_X, next_Y
 
-    # step 2.3 (the chapter's step 4): clip the global gradient norm, measured on the unscaled gradients
+    # step 2.3 (part 3's step 4): clip the global gradient norm, measured on the unscaled gradients
     grad_norm = None
     if grad_clip != 0.0 or measure_norm:
         scaler.unscale_(optimizer)
@@ -96,9 +96,9 @@ def train_step(model, optimizer, batch, get_batch, lr, accumulation_steps=1, gra
             else global_grad_norm(model.parameters())
     observer.before_update(model, grad_norm)
 
-    # step 2.4 (step 5): the update, which the scaler skips when a float16 gradient overflowed; then adapt the scale
+    # step 2.4 (part 3's step 5): the update, skipped by the scaler when a float16 gradient overflowed
     stepped = scaler.step(optimizer)
-    scaler.update()
+    scaler.update()                  # float16: a smaller loss scale after an overflow, a larger one after many steps
     # step 2.5: drop the gradients, so the next backward starts from zero
     optimizer.zero_grad(set_to_none=True)
     return Step(loss=loss, grad_norm=grad_norm, stepped=stepped, next_batch=(X, Y))

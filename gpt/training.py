@@ -76,7 +76,7 @@ def initialise(config, dataset):
     return raw_model, model, optimizer, scaler, batches
 
 
-def learning_rate(config, iter_num):
+def scheduled_lr(config, iter_num):
     """Step 2.1's lr = get_lr(iter_num): linear warmup, then cosine decay to min_lr; constant without decay_lr."""
     if not config.decay_lr:
         return config.learning_rate
@@ -149,7 +149,7 @@ def train(config, dataset=None, log=print, progress=False):
             break
 
         # steps 2.1-2.5: one iteration, with this iteration's learning rate
-        lr = learning_rate(config, iter_num)
+        lr = scheduled_lr(config, iter_num)
         observer = logger.start_step(iter_num)
         step = train_step(model, optimizer, (X, Y), batches.next, lr, config.gradient_accumulation_steps,
                           config.grad_clip, scaler, measure_norm=observer is not None, observer=observer)

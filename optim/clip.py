@@ -32,6 +32,12 @@ def global_grad_norm(parameters):
     return Tensor(xp.sqrt(total), device=device)
 
 
+def clip_factor(xp, norm, max_norm):
+    """min(1, max_norm / (‖g‖ + 1e-6)), what clip_grad_norm_ multiplies every gradient by, for a norm that is an
+    array of module xp (or, with numpy, a Python number). Never above 1: clipping never enlarges a gradient."""
+    return xp.minimum(float(max_norm) / (norm + 1e-6), 1.0)
+
+
 def clip_grad_norm_(parameters, max_norm):
     """Scale all gradients in place so that their global norm is at most max_norm; return the norm before.
 
@@ -47,7 +53,7 @@ def clip_grad_norm_(parameters, max_norm):
     parameters = list(parameters)
     norm = global_grad_norm(parameters)
     xp = norm.xp
-    factor = xp.minimum(float(max_norm) / (norm.data + 1e-6), 1.0)  # ≤ 1: clipping never enlarges a gradient
+    factor = clip_factor(xp, norm.data, max_norm)
     for param in parameters:
         if param.grad is not None:
             param.grad *= factor.astype(param.grad.dtype)

@@ -1,4 +1,5 @@
-"""nanoGPT's configure_optimizers grouping: which parameters get weight decay."""
+"""Which parameters get weight decay: the two groups of nanoGPT's configure_optimizers (gpt/step.py builds AdamW
+over them)."""
 
 
 def weight_decay_groups(named_parameters, weight_decay):

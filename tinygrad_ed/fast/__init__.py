@@ -1,10 +1,11 @@
 """The speed at the edge: what makes the plain math fast on one kind of machine, chosen in one place.
 
 A reader of the chapter can skip this package. The op files (tinygrad_ed/ops/) and optim/adamw.py hold each formula
-once, written against `xp` (numpy or cupy); everything here is an alternative that computes the same numbers faster:
+once, written against `xp` (numpy or cupy); what is here computes the same numbers faster:
 
-  rows.py          reductions over the short last axis (a row of attention scores, logits or channels): on numpy as
-                   BLAS matrix-vector products, measured several times faster there; elsewhere xp's own sum and max
+  rows.py          the sums, means and maxima over a row that the layers' formulas name (row_sum(xp, x) is Σ over
+                   the last axis): on numpy as BLAS matrix-vector products, measured several times faster there;
+                   elsewhere xp's own sum and max. The formula reads the same either way.
   cuda_kernels.py  fused CUDA kernels (GELU, LayerNorm, cross-entropy, the attention softmax, AdamW), and their
   cuda_ops.py      Functions: subclasses of the plain ops whose forward and backward launch one kernel each
   cpu_runtime.py   the BLAS thread count and the C allocator, for data parallelism over CPU cores

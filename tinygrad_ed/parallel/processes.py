@@ -22,8 +22,7 @@ import numpy as np
 
 from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.functional import cat
-from tinygrad_ed.parallel.sharding import (ParallelWrapper, ShardedLoss, drop_gradients, generator_slots, replicate,
-                                           set_generators)
+from tinygrad_ed.parallel.sharding import ParallelWrapper, drop_gradients, generator_slots, replicate, set_generators
 from tinygrad_ed.tensor import Tensor, is_grad_enabled, no_grad
 
 
@@ -125,7 +124,7 @@ class ProcessDataParallel(ParallelWrapper):
         self._discard_owed()  # a forward that failed in this process left its workers' results unread
         self.calls += 1
         shards = self._shards(inputs)
-        count, n = len(shards), inputs.shape[0]
+        count = len(shards)
         seeds = self._dropout_seeds(count)
         for shard in range(1, count):  # the workers start first, then this process computes shard 0
             low, high = shards[shard]
@@ -140,16 +139,11 @@ class ProcessDataParallel(ParallelWrapper):
         outputs = cat([output.detach()] + [Tensor(out) for out, _ in self._worker_results], axis=0)
         if targets is None:
             return outputs, None
-        weights = [(high - low) / n for low, high in shards]
-        if not is_grad_enabled():
-            losses = [main_loss.data] + [loss for _, loss in self._worker_results]
-            return outputs, Tensor(sum(w * loss for w, loss in zip(weights, losses)), device=inputs.device)
         losses = [main_loss.data] + [loss for _, loss in self._worker_results]
-        loss = ShardedLoss.apply(*self._parameters, shard_losses=losses, weights=weights,
-                                 backward_shards=partial(self._backward_shards, main_loss, weights, self.calls))
-        return outputs, loss
+        return outputs, self._batch_loss(shards, losses, inputs.device,
+                                         partial(self._backward_shards, main_loss, self.calls))
 
-    def _backward_shards(self, main_loss, weights, call, grad):
+    def _backward_shards(self, main_loss, call, weights, grad):
         """Every shard's backward at once (the workers' in their processes, the first here), then each parameter's
         shard gradients summed."""
         workers = len(weights) - 1

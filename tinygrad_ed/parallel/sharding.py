@@ -1,5 +1,5 @@
 """What every data-parallel wrapper shares: how a batch is cut into shards, how each shard's dropout is seeded, how
-a model is replicated, and the one graph node that stands for the whole batch's loss.
+a model is replicated, the one graph node that stands for the whole batch's loss, and how many cores there are.
 
 The idea is the one multi-GPU training uses (PyTorch's DistributedDataParallel), on the cores of one machine:
   1. split the batch into shards, one per worker;
@@ -9,9 +9,10 @@ The idea is the one multi-GPU training uses (PyTorch's DistributedDataParallel),
      over the batch:  ∂mean(L)/∂w = Σ_s (n_s / n) · ∂mean(L_s)/∂w.
 """
 import os
+from functools import partial
 
 from tinygrad_ed.nn import Module, copy_module
-from tinygrad_ed.tensor import Function, Tensor
+from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled
 
 # A shard smaller than this many tokens costs more in hand-offs (tens of microseconds each) than its share of the
 # work saves: such batches run whole, in the calling thread.
@@ -84,6 +85,16 @@ class ParallelWrapper(Module):
         n = inputs.shape[0]
         count = max(1, min(self.workers, n, inputs.size // MIN_SHARD_TOKENS))
         return [(start * n // count, (start + 1) * n // count) for start in range(count)]
+
+    def _batch_loss(self, shards, shard_losses, device, backward_shards):
+        """The batch's mean loss Σ_s (n_s/n)·loss_s from each shard's (an array each): under no_grad a plain tensor,
+        else a ShardedLoss node whose backward is backward_shards(weights, grad)."""
+        n = shards[-1][1]
+        weights = [(high - low) / n for low, high in shards]
+        if not is_grad_enabled():
+            return Tensor(sum(weight * loss for weight, loss in zip(weights, shard_losses)), device=device)
+        return ShardedLoss.apply(*self._parameters, shard_losses=shard_losses, weights=weights,
+                                 backward_shards=partial(backward_shards, weights))
 
     def _dropout_seeds(self, count):
         """One seed per shard, drawn from the model's own generator while training; None where nothing is drawn."""

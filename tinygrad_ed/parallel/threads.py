@@ -14,9 +14,7 @@ from functools import partial
 from tinygrad_ed.device import array_module
 from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
 from tinygrad_ed.functional import cat
-from tinygrad_ed.parallel.sharding import (ParallelWrapper, ShardedLoss, drop_gradients, generator_slots, replicate,
-                                           set_generators)
-from tinygrad_ed.tensor import Tensor, is_grad_enabled
+from tinygrad_ed.parallel.sharding import ParallelWrapper, drop_gradients, generator_slots, replicate, set_generators
 
 
 class DataParallel(ParallelWrapper):
@@ -35,7 +33,7 @@ class DataParallel(ParallelWrapper):
 
     def forward(self, inputs, targets=None):
         shards = self._shards(inputs)
-        count, n = len(shards), inputs.shape[0]
+        count = len(shards)
         run = self._pool.map if count > 1 else map  # one shard: no thread hand-off at all
         for slots, seed in zip(self._replica_generator_slots, self._dropout_seeds(count)):
             if seed is not None:
@@ -50,14 +48,10 @@ class DataParallel(ParallelWrapper):
         if targets is None:
             return outputs, None
         losses = [loss for _, loss in results]
-        weights = [(high - low) / n for low, high in shards]
-        if not is_grad_enabled():
-            return outputs, Tensor(sum(w * loss.data for w, loss in zip(weights, losses)), device=inputs.device)
-        loss = ShardedLoss.apply(*self._parameters, shard_losses=[loss.data for loss in losses], weights=weights,
-                                 backward_shards=partial(self._backward_shards, losses, weights, run))
-        return outputs, loss
+        return outputs, self._batch_loss(shards, [loss.data for loss in losses], inputs.device,
+                                         partial(self._backward_shards, losses, run))
 
-    def _backward_shards(self, shard_losses, weights, run, grad):
+    def _backward_shards(self, shard_losses, run, weights, grad):
         """Every shard's backward at once, then each parameter's shard gradients summed."""
         def shard_backward(shard):
             try:
