@@ -50,8 +50,13 @@ def log_softmax_reference(x, axis=-1):
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def _erf(x):
-    return np.vectorize(math.erf)(x)
+def gelu_reference(x):
+    """x·Φ(x) with math.erf, element by element."""
+    return x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def gelu_tanh_reference(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 def _cross_entropy(logits, targets, ignore_index):
@@ -102,10 +107,9 @@ OPS = [
     Op("sqrt", lambda x: x.sqrt(), s.elementwise(s.positive_arrays), np.sqrt, rtol=1e-12),
     Op("tanh", lambda x: x.tanh(), s.elementwise(), np.tanh, rtol=1e-12),
     Op("relu", lambda x: x.relu(), s.elementwise(s.nonzero_arrays), lambda x: np.maximum(x, 0), rtol=1e-12),
-    Op("gelu", lambda x: x.gelu(), s.elementwise(), lambda x: x * 0.5 * (1 + _erf(x / math.sqrt(2))), rtol=1e-12,
+    Op("gelu", lambda x: x.gelu(), s.elementwise(), gelu_reference, rtol=1e-12, atol=1e-15),
+    Op("gelu(tanh)", lambda x: x.gelu(approximate="tanh"), s.elementwise(), gelu_tanh_reference, rtol=1e-12,
        atol=1e-15),
-    Op("gelu(tanh)", lambda x: x.gelu(approximate="tanh"), s.elementwise(),
-       lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))), rtol=1e-12, atol=1e-15),
     # NOTE: the float32 stop rounds to ~2e-7, so this one check differences with a wider eps and tolerance
     Op("astype float32 and back", lambda x: x.astype(np.float32).astype(np.float64), s.elementwise(),
        lambda x: x.astype(np.float32).astype(np.float64), gradcheck=dict(eps=1e-3, tolerance=1e-3), keeps_dtype=False),

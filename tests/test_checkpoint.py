@@ -9,9 +9,10 @@ import pytest
 from gpt import checkpoint as checkpoint_module
 from gpt.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
 from gpt.data import CharTokenizer
-from gpt.model import GPT, GPTConfig
 from gpt.config import TrainConfig
-from optim import AdamW, GradScaler, weight_decay_groups
+from gpt.model import GPT, GPTConfig
+from gpt.step import configure_optimizers, train_step
+from optim import GradScaler
 from tinygrad_ed import Tensor
 
 CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -21,14 +22,16 @@ CONFIG = GPTConfig(block_size=8, vocab_size=len(CHARS), n_layer=1, n_head=2, n_e
 def trained_objects(seed=0, steps=2):
     """A tiny model and its AdamW after a few steps, so the optimizer has m, v and a step count to save."""
     model = GPT(CONFIG, seed=seed)
-    optimizer = AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=1e-2)
+    optimizer = configure_optimizers(model, weight_decay=0.1, learning_rate=1e-2, betas=(0.9, 0.999))
     rng = np.random.default_rng(seed)
-    for _ in range(steps):
+
+    def get_batch():
         ids = rng.integers(0, CONFIG.vocab_size, size=(2, 9))
-        _, loss = model(Tensor(ids[:, :-1]), Tensor(ids[:, 1:]))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        return Tensor(ids[:, :-1]), Tensor(ids[:, 1:])
+
+    batch = get_batch()
+    for _ in range(steps):
+        batch = train_step(model, optimizer, batch, get_batch, lr=1e-2).next_batch
     return model, optimizer
 
 

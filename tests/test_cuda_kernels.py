@@ -26,6 +26,7 @@ import pytest
 
 import tinygrad_ed.tensor as tensor_module
 from gpt.model import GPT, GPTConfig
+from gpt.step import StepObserver, configure_optimizers, train_step
 from optim import AdamW
 from op_table import OPS_BY_NAME
 from tinygrad_ed import Tensor, layer_norm
@@ -43,8 +44,7 @@ def _float32(*shape):
     return np.zeros(shape, dtype=np.float32)
 
 
-KERNEL_FUNCTIONS = {Gelu: cuda_ops.GeluKernel, LayerNormFunction: cuda_ops.LayerNormKernel,
-                    CrossEntropy: cuda_ops.CrossEntropyKernel, Attention: cuda_ops.AttentionKernel}
+KERNEL_FUNCTIONS = cuda_ops.ALTERNATIVES  # plain op -> its kernel Function
 
 
 def test_numpy_gets_no_kernels():
@@ -87,10 +87,11 @@ def test_cupy_gets_kernels_for_float32_only_built_once():
     assert isinstance(kernels, cuda_kernels.CudaKernels)
     assert kernels_for(cupy) is kernels                                            # cached: built once
     assert sorted(cupy.built) == sorted([spec.name for spec in ELEMENTWISE_KERNELS] + ["RawModule"])
+    assert set(KERNEL_FUNCTIONS) == {Gelu, LayerNormFunction, CrossEntropy, Attention}  # the ops the kernels cover
     for plain, kernel in KERNEL_FUNCTIONS.items():
         assert implementation(plain, cupy, [_float32(2, 4)], {}) is kernel
         assert implementation(plain, cupy, [_float32(2, 4).astype(np.float64)], {}) is plain  # gradient checks
-        assert implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {}) is plain  # the half model
+        assert implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {}) is plain  # float16 compute
     # every array must be float32: a float16 weight beside a float32 x takes the plain path
     assert implementation(LayerNormFunction, cupy, [_float32(2, 4), _float32(4).astype(np.float16)], {}) \
         is LayerNormFunction
@@ -401,19 +402,23 @@ def test_emulated_adamw_leaves_watched_parameters_to_the_plain_update(emulated_c
 
 
 def _gpt_step():
-    """A small GPT's loss, every gradient and the weights after one AdamW step.
+    """A small GPT's loss, every gradient and the weights after one training step (gpt/step.py's, with AdamW).
 
     bias=False: the attention's k bias has a gradient that is exactly 0 in exact arithmetic (softmax ignores a constant
     added to a query's every score), so its first AdamW step, about ±lr whatever |g|, would be decided by rounding.
     """
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=16, bias=False), seed=3)
     idx = Tensor(np.random.default_rng(2).integers(0, 11, (2, 8)))
-    _, loss = model(idx, Tensor(np.roll(idx.numpy(), -1, axis=1)))
-    loss.backward()
-    named = list(model.named_parameters())
-    grads = [param.grad.copy() for _, param in named]
-    AdamW(model.parameters(), lr=1e-3, weight_decay=0.1).step()
-    return [loss.numpy()] + grads + [param.numpy() for _, param in named]
+    batch, named = (idx, Tensor(np.roll(idx.numpy(), -1, axis=1))), list(model.named_parameters())
+
+    class Gradients(StepObserver):
+        def after_backward(self, index, X, Y, logits, loss):
+            self.grads = [param.grad.copy() for _, param in named]
+
+    gradients = Gradients()
+    optimizer = configure_optimizers(model, weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.999))
+    step = train_step(model, optimizer, batch, lambda: batch, lr=1e-3, observer=gradients)
+    return [step.loss.numpy()] + gradients.grads + [param.numpy() for _, param in named]
 
 
 def test_emulated_gpt_step_matches_the_plain_code(emulator, monkeypatch):

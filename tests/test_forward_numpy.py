@@ -1,19 +1,20 @@
-"""Forward checks the op table (tests/op_table.py, run by tests/test_ops.py) cannot make: dense grids out to the
-extremes, statistics of dropout's random masks, and numerical stability at logits of ±1000."""
+"""Checks of single ops that the op table (tests/op_table.py, run by tests/test_ops.py) cannot make: dense grids out
+to the extremes, statistics of dropout's random masks, numerical stability at logits of ±1000, and the embedding's
+gradient at a vocabulary too large for the table's small draws."""
 import math
 
 import numpy as np
 import pytest
 
-from op_table import log_softmax_reference, softmax_reference
-from tinygrad_ed import Tensor, cross_entropy, dropout, scaled_dot_product_attention, where
+from op_table import gelu_reference, gelu_tanh_reference, log_softmax_reference, softmax_reference
+from tinygrad_ed import Tensor, cross_entropy, dropout, embedding, scaled_dot_product_attention, where
 
 close = np.testing.assert_allclose
 
 
 def test_gelu_exact_matches_math_erf():
     x = np.concatenate([np.linspace(-8, 8, 2001), [-40.0, -6.5, 0.0, 1e-9, 6.5, 40.0]])
-    reference = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    reference = gelu_reference(x)
     # float64: erf good to a few ulp; atol covers 1 + erf(x) cancelling for x << 0 (in the reference too)
     close(Tensor(x).gelu().numpy(), reference, rtol=1e-13, atol=1e-15)
     # float32 uses the fast erf: good to ~1e-6 absolute, which is float32's own noise on GELU's range
@@ -22,7 +23,7 @@ def test_gelu_exact_matches_math_erf():
 
 def test_gelu_tanh_matches_its_formula():
     x = np.linspace(-8, 8, 1001)
-    reference = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    reference = gelu_tanh_reference(x)
     close(Tensor(x).gelu(approximate="tanh").numpy(), reference, rtol=1e-13, atol=1e-15)
 
 
@@ -107,3 +108,18 @@ def test_gelu_gradient_far_out_is_one_on_the_right_and_zero_on_the_left(dtype):
     x = Tensor(np.array([-1e4, -50.0, -12.0, 12.0, 50.0, 1e4], dtype=dtype), requires_grad=True)
     x.gelu().sum().backward()
     np.testing.assert_allclose(x.grad, [0, 0, 0, 1, 1, 1], atol=1e-6)
+
+
+def test_embedding_gradient_of_a_large_vocabulary_adds_every_repeated_row():
+    # 2^14 rows looked up by 2^11 ids is past the size where backward builds a one-hot matrix (2^24 entries):
+    # it scatters with add.at instead, and must give the same sums, repeated ids included
+    rng = np.random.default_rng(0)
+    vocab, channels = 1 << 14, 3
+    ids = rng.integers(0, 64, size=(32, 64))                       # 2048 ids, each row looked up ~32 times
+    weight = Tensor(rng.standard_normal((vocab, channels)), requires_grad=True)
+    upstream = rng.standard_normal((32, 64, channels))
+    (embedding(weight, Tensor(ids)) * Tensor(upstream)).sum().backward()
+    expected = np.zeros((vocab, channels))
+    np.add.at(expected, ids, upstream)
+    close(weight.grad, expected, rtol=1e-12, atol=1e-12)
+

@@ -120,6 +120,7 @@ def test_small_batches_run_whole_in_the_calling_thread(monkeypatch):
 
 
 def test_worker_processes_see_the_optimizers_in_place_updates():
+    from gpt.step import train_step
     from optim import AdamW
     model, reference = tiny_model(), tiny_model()
     X, Y = batch(4, 8, 5)
@@ -127,10 +128,7 @@ def test_worker_processes_see_the_optimizers_in_place_updates():
     optimizer, reference_optimizer = AdamW(model.parameters(), lr=0.1), AdamW(reference.parameters(), lr=0.1)
     for _ in range(3):                 # if the worker kept the old weights, the second step's gradients would differ
         for runner, opt in ((parallel, optimizer), (reference, reference_optimizer)):
-            _, loss = runner(X, Y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
+            train_step(runner, opt, (X, Y), lambda: (X, Y), lr=0.1)
     for (name, param), (_, expected) in zip(model.named_parameters(), reference.named_parameters()):
         np.testing.assert_allclose(param.data, expected.data, rtol=1e-7, atol=1e-8, err_msg=name)
 
