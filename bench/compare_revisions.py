@@ -23,7 +23,7 @@ import harness
 
 def measured_step_builder(checkout):
     """The training_step(size, workers) of the checkout being measured, from its own bench code: bench/harness.py,
-    or bench/our_step.py at revisions from before the harness (503149d to c4d949f)."""
+    or bench/our_step.py at the revisions before the harness (from 503149d on)."""
     for name in ("harness", "our_step"):
         path = Path(checkout) / "bench" / f"{name}.py"
         if path.is_file():
@@ -75,10 +75,8 @@ def main():
             for server in servers.values():
                 if server.receive() != "ready":
                     sys.exit(f"the step server for {server.name} did not start")
-            seconds = {name: [] for name in servers}
-            for order in harness.in_turns(servers, args.rounds):
-                for name in order:
-                    seconds[name] += servers[name].request(cmd="run", n=args.chunk)
+            seconds = harness.take_turns(servers, args.rounds * args.chunk, args.rounds,
+                                         lambda name, n: servers[name].request(cmd="run", n=n))
         except RuntimeError as error:
             sys.exit(str(error))
         finally:

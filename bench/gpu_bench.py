@@ -6,7 +6,7 @@
 
 One iteration is bench/harness.py's OurStep: gpt/step.py's train_step (forward, loss, backward, clip the global
 gradient norm to 1.0, AdamW with nanoGPT's groups, lr 1e-3, betas (0.9, 0.99), weight decay 0.1, zero_grad);
-float32, dropout 0, bias True, vocab 65. All three engines run in this one process (bench/train_step.py, which runs
+float32, dropout 0, no biases (as the GPU preset), vocab 65. All three engines run in this one process (bench/train_step.py, which runs
 each engine in its own process, is the CPU benchmark), start from the same weights and see the same batches; the
 engines take turns in chunks of iterations (harness.in_turns), and each iteration is timed up to a device
 synchronize. The first batch's loss, before any update, is compared across engines as a check that they compute the
@@ -67,8 +67,7 @@ def torch_engine(spec, device, initial):
     if device == "cuda" and not torch.cuda.is_available():
         return None, "torch sees no CUDA device"
     from torch_reference import TorchEngine
-    engine = TorchEngine(spec, device, initial, torch.get_num_threads(), harness.LR, harness.BETAS,
-                         harness.WEIGHT_DECAY, harness.GRAD_CLIP)
+    engine = TorchEngine(spec, device, initial, torch.get_num_threads(), *harness.optimizer_settings())
 
     def loss(x, y):
         with torch.no_grad():
@@ -95,7 +94,7 @@ def main(argv=None):
         print("gpu_bench: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
         return 2
 
-    spec = {**harness.model_spec("baby", bias=True), "block_size": args.block_size}
+    spec = {**harness.model_spec("baby"), "block_size": args.block_size}
     dataset, generator = CharDataset(), np.random.default_rng(1337)
     batches = [dataset.get_batch("train", args.batch_size, args.block_size, generator) for _ in range(N_BATCHES)]
     batches = [(np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())) for x, y in batches]  # Y is a view
@@ -114,13 +113,14 @@ def main(argv=None):
     done = {name: args.warmup for name in engines}
     for name, engine in engines.items():
         harness.time_steps(engine.step, on_device[name], args.warmup, synchronize=engine.synchronize)
-    times = {name: [] for name in engines}
-    for order, n in zip(harness.in_turns(engines, args.rounds), harness.chunk_sizes(args.iters, args.rounds)):
-        for name in order:
-            engine = engines[name]
-            times[name] += harness.time_steps(engine.step, on_device[name], n, start=done[name],
-                                              synchronize=engine.synchronize)
-            done[name] += n
+
+    def run(name, n):
+        seconds = harness.time_steps(engines[name].step, on_device[name], n, start=done[name],
+                                     synchronize=engines[name].synchronize)
+        done[name] += n
+        return seconds
+
+    times = harness.take_turns(engines, args.iters, args.rounds, run)
 
     tokens = args.batch_size * args.block_size
     reference_loss = first_loss.get("torch eager", first_loss["ours (fused)"])

@@ -1,8 +1,8 @@
 """What every benchmark here shares, once: the model sizes, our training step at a size, taking turns, the machine's
 load, the FLOP count, step servers in processes of their own, and the results files.
 
-- Sizes: SIZES below; vocabulary 65 (tiny Shakespeare's characters), float32, dropout 0, no biases (as the training
-  presets and nanoGPT's shakespeare_char), nanoGPT's optimizer settings.
+- Sizes: SIZES and dims() below, from the training presets; vocabulary 65 (tiny Shakespeare's characters), float32,
+  dropout 0, no biases (as the presets and nanoGPT's shakespeare_char); the presets' optimizer settings.
 - The step: OurStep is gpt/step.py's train_step, the one every run calls, with those settings and the batch split
   over data-parallel workers as train() splits it.
 - Turns: a shared machine is faster or slower for minutes at a time, more than most changes move a step. So what is
@@ -27,21 +27,37 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(1, str(REPO_ROOT))  # gpt, optim and tinygrad_ed, for a script run from anywhere (after bench/)
 
-# name: (n_layer, n_head, n_embd, block_size, batch_size)
-SIZES = {
-    "tiny": (2, 2, 64, 16, 4),
-    "cpu": (4, 4, 128, 64, 12),      # the chapter's CPU preset: examples/train_char_gpt.py's default run
-    "baby": (6, 6, 384, 256, 8),     # nanoGPT's GPU preset, at batch 8
-}
+SIZES = ("tiny", "cpu", "baby")
 VOCAB_SIZE = 65
-LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0   # nanoGPT's shakespeare_char settings
 PHASES = ("forward", "backward", "clip", "update")
 QUIET_LOAD = 0.2  # cores busy with other processes above which timings are flagged as disturbed
 
 
+def dims(size):
+    """(n_layer, n_head, n_embd, block_size, batch_size) of a size. The gpt imports are here, not at the top (see
+    OurStep).
+      tiny  the chapter's debugging GPT (examples/debug_training.py: 2 layers, 2 heads, 64 wide, 16 characters), batch 4
+      cpu   cpu_preset(), nanoGPT's CPU recipe: examples/train_char_gpt.py's default run
+      baby  gpu_preset(), nanoGPT's shakespeare_char model, at batch 8 instead of 64 (a CPU takes seconds per step)"""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}: choose from {', '.join(SIZES)}")
+    if size == "tiny":
+        return 2, 2, 64, 16, 4
+    from gpt.config import cpu_preset, gpu_preset
+    preset = cpu_preset() if size == "cpu" else gpu_preset()
+    return preset.n_layer, preset.n_head, preset.n_embd, preset.block_size, preset.batch_size if size == "cpu" else 8
+
+
+def optimizer_settings():
+    """(lr, betas, weight_decay, grad_clip): the presets' (TrainConfig's defaults), nanoGPT's shakespeare_char."""
+    from gpt.config import TrainConfig
+    config = TrainConfig()
+    return config.learning_rate, (config.beta1, config.beta2), config.weight_decay, config.grad_clip
+
+
 def model_spec(size, bias=False):
     """GPTConfig's fields for a size, as a dict: both engines (ours, bench/torch_reference.py) build from it."""
-    n_layer, n_head, n_embd, block_size, _ = SIZES[size]
+    n_layer, n_head, n_embd, block_size, _ = dims(size)
     return dict(block_size=block_size, vocab_size=VOCAB_SIZE, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                 dropout=0.0, bias=bias)
 
@@ -49,14 +65,14 @@ def model_spec(size, bias=False):
 def flops_per_iter(size):
     """FLOPs of one iteration (forward + backward) at a size, by nanoGPT's count."""
     from gpt import GPT, GPTConfig
-    tokens = SIZES[size][3] * SIZES[size][4]
+    tokens = dims(size)[3] * dims(size)[4]
     return GPT(GPTConfig(**model_spec(size))).flops_per_token() * tokens
 
 
 class OurStep:
-    """Our GPT of a model_spec and the training step every benchmark times: train_step (forward, backward, clip to
-    1.0, AdamW with nanoGPT's groups, lr 1e-3, betas (0.9, 0.99), weight decay 0.1, zero_grad), the batch split over
-    `workers` data-parallel workers on the cpu. `state_dict` starts it from given weights (else seed 1337's).
+    """Our GPT of a model_spec and the training step every benchmark times: train_step (forward, backward, clip,
+    AdamW over configure_optimizers' groups with optimizer_settings(), zero_grad), the batch split over `workers`
+    data-parallel workers on the cpu. `state_dict` starts it from given weights (else seed 1337's).
     The imports happen here, not at the top: a caller may first choose which checkout's code it measures."""
 
     def __init__(self, spec, workers, device="cpu", state_dict=None):
@@ -66,12 +82,13 @@ class OurStep:
         self.raw_model = GPT(GPTConfig(**spec), device=device)
         if state_dict is not None:
             self.raw_model.load_state_dict(state_dict)
-        self.optimizer = configure_optimizers(self.raw_model, WEIGHT_DECAY, LR, BETAS)
+        self.lr, betas, weight_decay, self.grad_clip = optimizer_settings()
+        self.optimizer = configure_optimizers(self.raw_model, weight_decay, self.lr, betas)
         self.model = data_parallel(self.raw_model, workers if device == "cpu" else 1)
 
     def __call__(self, X, Y, observer=None):
         from gpt.step import train_step
-        return train_step(self.model, self.optimizer, (X, Y), lambda: (X, Y), LR, grad_clip=GRAD_CLIP,
+        return train_step(self.model, self.optimizer, (X, Y), lambda: (X, Y), self.lr, grad_clip=self.grad_clip,
                           observer=observer)
 
 
@@ -81,7 +98,7 @@ def training_step(size, workers, batches=8):
     import numpy as np
     from gpt import CharDataset
     step, dataset, generator = OurStep(model_spec(size), workers), CharDataset(), np.random.default_rng(0)
-    _, _, _, block_size, batch_size = SIZES[size]
+    _, _, _, block_size, batch_size = dims(size)
     return step, [dataset.get_batch("train", batch_size, block_size, generator) for _ in range(batches)]
 
 
@@ -97,6 +114,16 @@ def chunk_sizes(total, rounds):
     """`total` iterations split into `rounds` nearly equal chunks, one per turn."""
     rounds = max(1, min(rounds, total))
     return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
+
+
+def take_turns(names, total, rounds, run):
+    """`total` iterations of each of `names`, in `rounds` turns each (in_turns' order, chunk_sizes' chunks):
+    run(name, n) times n iterations of one and returns their seconds. Returns {name: every iteration's seconds}."""
+    seconds = {name: [] for name in names}
+    for order, n in zip(in_turns(names, rounds), chunk_sizes(total, rounds)):
+        for name in order:
+            seconds[name] += run(name, n)
+    return seconds
 
 
 def quiet_blas_threads():

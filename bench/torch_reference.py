@@ -104,7 +104,7 @@ class GPT(nn.Module):
         return logits, loss
 
 
-def weight_decay_groups(model, weight_decay):
+def torch_weight_decay_groups(model, weight_decay):
     """nanoGPT's configure_optimizers: parameters with ndim >= 2 decay, biases and LayerNorm weights do not."""
     params = [p for _, p in model.named_parameters() if p.requires_grad]   # a tied weight is listed once
     return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -131,7 +131,7 @@ class TorchEngine:
             for name, param in self.model.named_parameters():
                 param.copy_(torch.from_numpy(init[name]))
         self.model.to(device).train()
-        self.optimizer = torch.optim.AdamW(weight_decay_groups(self.model, weight_decay), lr=lr, betas=betas,
+        self.optimizer = torch.optim.AdamW(torch_weight_decay_groups(self.model, weight_decay), lr=lr, betas=betas,
                                            fused=False)
 
     def batch(self, x, y):

@@ -48,7 +48,7 @@ def run_torch(max_iters):
     from torch_reference import TorchEngine
     from gpt import GPT, CharDataset
     from gpt.config import cpu_preset
-    from gpt.training import learning_rate
+    from gpt.training import scheduled_lr
 
     started = time.time()
     config = cpu_preset()
@@ -83,7 +83,7 @@ def run_torch(max_iters):
             evals.append((iter_num, losses["train"], losses["val"]))
         if iter_num == config.max_iters:
             break
-        engine.step(X, Y, lr=learning_rate(config, iter_num))
+        engine.step(X, Y, lr=scheduled_lr(config, iter_num))
         X, Y = batch("train", batches)
     return dict(final_train=evals[-1][1], final_val=evals[-1][2], seconds=time.time() - started, evals=evals,
                 torch_threads=torch.get_num_threads())
@@ -124,12 +124,13 @@ def main():
              "and cosine decay, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0, eval 20 batches every 250)",
              f"- runs in this order: {', '.join(order)}; wall time from the start of train() (ours) or of the model's "
              "construction (torch) to the last evaluation, imports excluded",
-             "", "| run | engine | final train loss | final val loss | wall time (s) |", "|---|---|---|---|---|"]
-    seen = {"ours": 0, "torch": 0}
+             ""]
+    seen, rows = {"ours": 0, "torch": 0}, []
     for number, engine in enumerate(order, 1):
         result, seen[engine] = runs[engine][seen[engine]], seen[engine] + 1
-        lines.append(f"| {number} | {engine} | {result['final_train']:.4f} | {result['final_val']:.4f} | "
-                     f"{result['seconds']:.1f} |")
+        rows.append([number, engine, f"{result['final_train']:.4f}", f"{result['final_val']:.4f}",
+                     f"{result['seconds']:.1f}"])
+    lines += harness.markdown_table(["run", "engine", "final train loss", "final val loss", "wall time (s)"], rows)
     ratio = median["ours"] / median["torch"]
     lines += ["", f"median wall time ours {median['ours']:.1f} s, torch {median['torch']:.1f} s: ours/torch "
               f"**{ratio:.2f}**; val loss ours − torch: "

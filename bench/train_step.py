@@ -2,7 +2,8 @@
 
 One iteration is what nanoGPT's train.py does per step:
   forward → loss → backward → clip the global gradient norm to 1.0 → AdamW step → zero_grad
-with nanoGPT's optimizer: weight decay 0.1 on the matrices only (weight_decay_groups), lr 1e-3, betas (0.9, 0.99).
+with nanoGPT's optimizer (gpt/step.py's configure_optimizers): weight decay 0.1 on the matrices only, lr 1e-3, betas
+(0.9, 0.99).
 
     python bench/train_step.py --configs tiny,cpu,baby --vs-torch
 
@@ -37,6 +38,8 @@ from pathlib import Path
 import harness
 
 
+# NOTE: tinygrad_ed.parallel.usable_cores says the same, but importing it would import numpy, which must wait until
+# the thread counts are in the environment (below)
 def _default_threads():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -71,7 +74,7 @@ ITERATIONS = {"tiny": (60, 5), "cpu": (30, 3), "baby": (8, 2)}
 
 def representative_matmul(size):
     """(B·T, C) @ (C, 4C): mlp.c_fc's forward GEMM, the largest of an iteration."""
-    _, _, n_embd, block_size, batch_size = harness.SIZES[size]
+    _, _, n_embd, block_size, batch_size = harness.dims(size)
     return batch_size * block_size, n_embd, 4 * n_embd
 
 
@@ -180,8 +183,8 @@ def run_worker(args):
         import torch
         from torch_reference import TorchEngine
         baseline_kib = _resident_kib()
-        engine = TorchEngine(harness.model_spec(size), args.device, workdir / "init.npz", args.threads, harness.LR,
-                             harness.BETAS, harness.WEIGHT_DECAY, harness.GRAD_CLIP)
+        engine = TorchEngine(harness.model_spec(size), args.device, workdir / "init.npz", args.threads,
+                             *harness.optimizer_settings())
         versions = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     else:
         engine, versions = OursEngine(size, args.device, workdir / "init.npz", args.threads), OursEngine.versions()
@@ -226,7 +229,7 @@ def prepare_inputs(size, workdir):
     np.savez(workdir / "init.npz", **model.state_dict())
     dataset = CharDataset()
     generator = np.random.default_rng(SEED)
-    _, _, _, block_size, batch_size = harness.SIZES[size]
+    _, _, _, block_size, batch_size = harness.dims(size)
     batches = [dataset.get_batch("train", batch_size, block_size, generator) for _ in range(N_BATCHES)]
     np.savez(workdir / "batches.npz", x=np.stack([x.numpy() for x, _ in batches]),   # (N_BATCHES, B, T)
              y=np.stack([y.numpy() for _, y in batches]))
@@ -248,7 +251,8 @@ def compare_first_step(workdir, names, ready, tolerance):
     """
     grads = {engine: np.load(workdir / f"check-{engine}-grads.npz") for engine in ("ours", "torch")}
     new = {engine: np.load(workdir / f"check-{engine}-new.npz") for engine in ("ours", "torch")}
-    clip_factor = min(1.0, harness.GRAD_CLIP / (ready["torch"]["grad_norm"] + 1e-6))
+    from optim import clip_factor
+    factor = float(clip_factor(np, ready["torch"]["grad_norm"], harness.optimizer_settings()[3]))
     quantities = [("loss", harness.relative_difference(ready["ours"]["loss"], ready["torch"]["loss"]))]
     quantities += [(f"grad {name}", harness.relative_difference(grads["ours"][name], grads["torch"][name]))
                    for name in reversed(names)]
@@ -256,7 +260,7 @@ def compare_first_step(workdir, names, ready, tolerance):
     excluded, total, worst_unmasked = 0, 0, ("", 0.0)
     for name in reversed(names):
         ours, reference = new["ours"][name], new["torch"][name]
-        well_conditioned = np.abs(grads["torch"][name]) * clip_factor >= WELL_CONDITIONED_GRAD
+        well_conditioned = np.abs(grads["torch"][name]) * factor >= WELL_CONDITIONED_GRAD
         excluded, total = excluded + int((~well_conditioned).sum()), total + well_conditioned.size
         scale = max(float(np.max(np.abs(reference))), 1e-30)
         difference = np.abs(ours.astype(np.float64) - reference)
@@ -292,13 +296,10 @@ def bench_config(size, args, engines, workdir):
                 "--workdir", str(workdir), "--device", args.device, "--threads", str(args.threads),
                 "--warmup", str(args.warmup or warmup)], env=os.environ.copy())
         ready = {engine: worker.receive() for engine, worker in workers.items()}
-        times = {engine: [] for engine in engines}
         pids = [worker.process.pid for worker in workers.values()]
         before = harness.cpu_snapshot(pids)
-        for order, n in zip(harness.in_turns(engines, args.rounds), harness.chunk_sizes(args.iters or iters,
-                                                                                         args.rounds)):
-            for engine in order:
-                times[engine] += workers[engine].request(cmd="run", n=n)["times"]
+        times = harness.take_turns(engines, args.iters or iters, args.rounds,
+                                   lambda engine, n: workers[engine].request(cmd="run", n=n)["times"])
         load = harness.other_load(before, harness.cpu_snapshot(pids))
         shape = representative_matmul(size)
         matmul = {engine: workers[engine].request(cmd="matmul", shape=shape) for engine in engines}
@@ -308,7 +309,7 @@ def bench_config(size, args, engines, workdir):
             worker.close()
 
     flops = harness.flops_per_iter(size)
-    n_layer, n_head, n_embd, block_size, batch_size = harness.SIZES[size]
+    n_layer, n_head, n_embd, block_size, batch_size = harness.dims(size)
     tokens = block_size * batch_size
     result = {"config": size, "n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size,
               "batch_size": batch_size, "vocab_size": harness.VOCAB_SIZE, "params": n_params,
@@ -374,7 +375,7 @@ def markdown_report(report):
         header += ["ours tok/s"]
     header += ["numpy GEMM GFLOP/s", "floor ms", "ours ×floor"] + (["torch ×floor", "torch GEMM GFLOP/s"]
                                                                    if has_torch else [])
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for r in results:
         ours, torch = r["engines"]["ours"], r["engines"].get("torch")
         row = [f"{r['config']} ({r['n_layer']}/{r['n_head']}/{r['n_embd']}, T {r['block_size']}, B {r['batch_size']})",
@@ -391,14 +392,15 @@ def markdown_report(report):
         row += [f"{ours['matmul_gflops']:.1f}", f"{r['floor_ms']:.2f}", f"{ours['ms_median'] / r['floor_ms']:.1f}"]
         if torch:
             row += [f"{torch['ms_median'] / r['floor_ms']:.1f}", f"{torch['matmul_gflops']:.1f}"]
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append(row)
+    lines += harness.markdown_table(header, rows)
     lines += ["", "Memory: peak resident set of each engine's own worker process (ru_maxrss), MiB; in brackets the "
               "part above the process's resident set right after its imports (what the model and training added).", ""]
     header = ["config", "ours peak RSS"] + (["torch peak RSS", "ours/torch (peak)", "ours/torch (added)",
                                              "loss ours", "loss torch", "loss rel. diff", "worst grad rel. diff",
                                              "worst updated-weight rel. diff (|g| ≥ 100ε)", "same function?"]
                                             if has_torch else ["loss ours"])
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for r in results:
         ours, torch = r["engines"]["ours"], r["engines"].get("torch")
         row = [r["config"], _mib(ours)]
@@ -417,7 +419,8 @@ def markdown_report(report):
                     verdict]
         else:
             row += [f"{ours['loss_first_batch']:.7f}"]
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append(row)
+    lines += harness.markdown_table(header, rows)
     if has_torch:
         worst_all = max((r["check"]["worst_updated_weight_all_entries"] for r in results if "check" in r),
                         key=lambda q: q[1])
