@@ -12,11 +12,11 @@ Evaluation and generation (anything under no_grad) run the float32 weights direc
 """
 import numpy as np
 
-from tinygrad_ed.nn import Module, copy_module
+from tinygrad_ed.nn import Wrapper, copy_module
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled
 
 
-class HalfPrecision(Module):
+class HalfPrecision(Wrapper):
     """Wrap a model whose forward(inputs, targets) returns (output, loss); run it in `dtype` (float16) while the
     wrapped model's parameters, which this wrapper reports as its own, stay as they are."""
 
@@ -35,15 +35,6 @@ class HalfPrecision(Module):
         if half_loss is None:
             return output, None
         return output, HalfLoss.apply(*weights, half_loss=half_loss, half_weights=half_weights)
-
-    def named_parameters(self):
-        return self.module.named_parameters()
-
-    def state_dict(self):
-        return self.module.state_dict()
-
-    def load_state_dict(self, state_dict):
-        return self.module.load_state_dict(state_dict)
 
 
 class HalfLoss(Function):

@@ -84,6 +84,20 @@ class Module:
             parameter.data[...] = to_device(state_dict[name], parameter.device).astype(parameter.dtype)
 
 
+class Wrapper(Module):
+    """A module that runs another one, `self.module`, in some other way (split over workers, in float16). The
+    parameters are the wrapped module's: they are what trains, and what a state_dict saves and loads."""
+
+    def named_parameters(self):
+        return self.module.named_parameters()
+
+    def state_dict(self):
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict):
+        return self.module.load_state_dict(state_dict)
+
+
 def copy_module(module, new_parameter):
     """A copy of a module tree in which every parameter is `new_parameter(parameter)`, made once per tensor so that
     tied weights stay tied; everything else (configs, generators, buffers) is shared with the original."""

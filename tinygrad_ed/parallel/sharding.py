@@ -11,7 +11,7 @@ The idea is the one multi-GPU training uses (PyTorch's DistributedDataParallel),
 import os
 from functools import partial
 
-from tinygrad_ed.nn import Module, copy_module
+from tinygrad_ed.nn import Wrapper, copy_module
 from tinygrad_ed.tensor import Function, Tensor, is_grad_enabled
 
 # A shard smaller than this many tokens costs more in hand-offs (tens of microseconds each) than its share of the
@@ -66,7 +66,7 @@ class ShardedLoss(Function):
         return tuple(self.backward_shards(grad))
 
 
-class ParallelWrapper(Module):
+class ParallelWrapper(Wrapper):
     """The base of the data-parallel wrappers: the wrapped model (`self.module`) owns the parameters that train and
     get saved, and train() / eval() reach it and the replicas through Module's walk over sub-modules; the batch is
     cut into shards the same way, and each shard's dropout is seeded the same way."""
@@ -102,15 +102,6 @@ class ParallelWrapper(Module):
             return [None] * count
         return [int(self._source_generator.integers(2 ** 62)) for _ in range(count)]
 
-    def named_parameters(self):
-        return self.module.named_parameters()
-
     def parameters(self):
         """The wrapped model's parameters, as listed once when the wrapper was made (a walk costs ~0.1 ms a step)."""
         return list(self._parameters)
-
-    def state_dict(self):
-        return self.module.state_dict()
-
-    def load_state_dict(self, state_dict):
-        return self.module.load_state_dict(state_dict)
