@@ -30,8 +30,7 @@ def run_ours(max_iters, out_dir):
     from gpt.config import cpu_preset
     from gpt.training import train
     config = cpu_preset()
-    config.max_iters, config.out_dir = max_iters, out_dir
-    config.lr_decay_iters = max(max_iters, config.warmup_iters + 1)
+    config.max_iters, config.out_dir = max_iters, out_dir  # lr_decay_iters follows max_iters
     result = train(config, log=lambda line: None)
     return dict(final_train=result.evals[-1][1], final_val=result.evals[-1][2], seconds=result.elapsed_s,
                 ms_per_iter=result.ms_per_iter, evals=result.evals)
@@ -52,7 +51,7 @@ def run_torch(max_iters):
 
     started = time.time()
     config = cpu_preset()
-    config.max_iters, config.lr_decay_iters = max_iters, max(max_iters, config.warmup_iters + 1)
+    config.max_iters = max_iters  # lr_decay_iters follows it
     dataset = CharDataset()
     model_config = config.model_config(dataset.tokenizer.vocab_size)
     spec = {name: value for name, value in asdict(model_config).items() if name != "dtype"}

@@ -8,6 +8,7 @@ times. temperature < 1 sharpens the distribution (safer, more repetitive text), 
 the k likeliest characters at each draw.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -38,8 +39,15 @@ def main(argv=None):
     parser.add_argument("--device", choices=DEVICES, default=None,
                         help="cpu or cuda (default: cuda when cupy sees a GPU, else cpu)")
     args = parser.parse_args(argv)
-    if args.num_tokens < 0 or args.num_samples < 1 or args.top_k < 0 or not args.temperature > 0:
-        parser.error("need --num-tokens >= 0, --num-samples >= 1, --top-k >= 0 and --temperature > 0")
+    for flag, value, ok, requirement in (
+            ("--num-tokens", args.num_tokens, args.num_tokens >= 0, ">= 0"),
+            ("--num-samples", args.num_samples, args.num_samples >= 1, ">= 1"),
+            ("--top-k", args.top_k, args.top_k >= 0, ">= 0 (0 for all)"),
+            ("--temperature", args.temperature, math.isfinite(args.temperature) and args.temperature > 0,
+             "a finite number > 0"),
+            ("--seed", args.seed, 0 <= args.seed < 2 ** 63, ">= 0")):
+        if not ok:
+            parser.error(f"{flag} must be {requirement}, got {value}")
 
     if args.checkpoint and args.out_dir:
         parser.error("give --checkpoint or --out-dir, not both")

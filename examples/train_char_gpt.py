@@ -28,6 +28,10 @@ from gpt.training import TrainingDiverged, train
 from tinygrad_ed import Tensor, cuda_available
 
 
+# how a setting given as None or 0 is decided, for the printed config
+_FOLLOWS = {"lr_decay_iters": "follows max_iters", "workers": "one per usable CPU core"}
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help shows the module docstring as written, and each flag's default."""
 
@@ -55,6 +59,8 @@ def main(argv=None):
         parser.error(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     if args.explain and (args.resume or getattr(args, "init_from", None) == "resume"):
         parser.error("--explain shows iteration 0 of a new model; it cannot be combined with --resume")
+    if args.resume and getattr(args, "init_from", "resume") != "resume":
+        parser.error(f"--resume and --init-from {args.init_from} contradict each other: give one of them")
     overrides = {item.name: getattr(args, item.name) for item in fields(TrainConfig) if hasattr(args, item.name)}
     if args.resume:
         overrides["init_from"] = "resume"
@@ -90,8 +96,10 @@ def main(argv=None):
         parser.error("--start needs at least one character for the model to continue")
 
     print("config:")
+    used = config.resolved()  # the settings that follow others, as this run uses them
     for field in fields(config):
-        print(f"  {field.name} = {getattr(config, field.name)!r}")
+        given, value = getattr(config, field.name), getattr(used, field.name)
+        print(f"  {field.name} = {value!r}" + ("" if given == value else f"   ({given!r}: {_FOLLOWS[field.name]})"))
     try:
         result = train(config, dataset, progress=True)
     except (CheckpointError, TrainingDiverged) as error:

@@ -5,6 +5,8 @@ Every field carries its reason in `setting(default, why)`: the one text that bot
 cpu_preset() applies the CPU overrides from nanoGPT's README.
 """
 import argparse
+import copy
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
@@ -60,7 +62,8 @@ class TrainConfig:
     # learning-rate schedule (step 2.1)
     decay_lr: bool = setting(True, "warmup + cosine decay; off keeps learning_rate constant")
     warmup_iters: int = setting(100, "linear warmup while AdamW's running averages are still poor estimates")
-    lr_decay_iters: int = setting(5000, "the cosine ends here; nanoGPT sets it to about max_iters")
+    lr_decay_iters: Optional[int] = setting(None, "the cosine ends here; none: at max_iters (at least warmup_iters "
+                                                  "+ 1), as nanoGPT sets it")
     min_lr: float = setting(1e-4, "the rate at the end of the decay, about learning_rate / 10")
     # system
     device: str = setting("cpu", "cpu (numpy) or cuda (cupy); train_char_gpt.py picks cuda if it sees a GPU",
@@ -76,6 +79,9 @@ class TrainConfig:
                                                 "reference), 19.5e12 (A100 plain float32)")
 
     def __post_init__(self):
+        """Check every setting (type, finiteness, range, combinations) before any work, naming the flag."""
+        for item in fields(self):
+            _check_type(self, item)
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.dtype not in DTYPES:
@@ -86,17 +92,23 @@ class TrainConfig:
             raise ValueError("dtype='float16' needs device='cuda': numpy emulates float16 arithmetic in software, "
                              "so on the CPU it is many times slower than float32 and saves nothing worth it; "
                              "use dtype='float32' on the CPU")
+        _require(self, "out_dir", self.out_dir.strip() != "", "a folder's path, not empty")
         for name in ("eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps", "batch_size",
-                     "block_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_iters < 0:
-            raise ValueError(f"max_iters must be >= 0, got {self.max_iters}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0 (0 = one per CPU core), got {self.workers}")
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be >= 0 (0.0 turns clipping off), got {self.grad_clip}")
-        if self.decay_lr and self.lr_decay_iters <= self.warmup_iters:
+                     "block_size", "n_layer", "n_head", "n_embd"):
+            _require(self, name, getattr(self, name) >= 1, "at least 1")
+        for name in ("max_iters", "warmup_iters", "seed"):
+            _require(self, name, getattr(self, name) >= 0, ">= 0")
+        _require(self, "seed", self.seed < 2 ** 63, "below 2**63")
+        _require(self, "workers", self.workers >= 0, ">= 0 (0 = one per CPU core)")
+        _require(self, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
+        _require(self, "learning_rate", self.learning_rate > 0, "> 0")
+        _require(self, "weight_decay", self.weight_decay >= 0, ">= 0")
+        _require(self, "beta1", 0 <= self.beta1 < 1, "in [0, 1)")
+        _require(self, "beta2", 0 <= self.beta2 < 1, "in [0, 1)")
+        _require(self, "grad_clip", self.grad_clip >= 0, ">= 0 (0.0 turns clipping off)")
+        if self.lr_decay_iters is not None:
+            _require(self, "lr_decay_iters", self.lr_decay_iters >= 1, "at least 1 (or none: at max_iters)")
+        if self.decay_lr and self.decay_iters <= self.warmup_iters:
             raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be greater than warmup_iters "
                              f"({self.warmup_iters}) when decay_lr is on")
         if self.decay_lr and not 0 <= self.min_lr <= self.learning_rate:
@@ -105,6 +117,33 @@ class TrainConfig:
         if self.peak_flops is not None and not self.peak_flops > 0:
             raise ValueError(f"peak_flops must be positive (or None for the device's assumed peak), got "
                              f"{self.peak_flops}")
+
+    @property
+    def decay_iters(self):
+        """Where the cosine ends: lr_decay_iters, or when none is set max_iters (but after the warmup)."""
+        if self.lr_decay_iters is not None:
+            return self.lr_decay_iters
+        return max(self.max_iters, self.warmup_iters + 1)
+
+    def resolved(self):
+        """These settings with the defaults that depend on others (or on the machine) filled in as this run uses
+        them: lr_decay_iters, and the number of data-parallel workers. A checkpoint saves these."""
+        used = copy.copy(self)  # not replace(): these settings were checked when they were made
+        used.lr_decay_iters, used.workers = self.decay_iters, self.worker_count()
+        return used
+
+    def notes(self):
+        """What these settings do that a user may not expect, one sentence each (train() prints them)."""
+        notes = []
+        if self.decay_lr and self.max_iters <= self.warmup_iters:
+            notes.append(f"max_iters {self.max_iters} <= warmup_iters {self.warmup_iters}: the whole run is warmup, "
+                         f"and the learning rate never reaches learning_rate {self.learning_rate:g}; lower "
+                         f"--warmup-iters for a short run")
+        cores = usable_cores()
+        if self.device == "cpu" and self.worker_count() > cores:
+            notes.append(f"workers {self.worker_count()} on {cores} usable CPU cores: the workers take turns on the "
+                         f"cores, and each step is slower than with --workers {cores}")
+        return notes
 
     def worker_count(self):
         """How many data-parallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
@@ -139,6 +178,36 @@ class TrainConfig:
                          n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
 
 
+# the Python type a field's value must have; int is accepted where a float is meant (1 for 1.0), bool nowhere else
+_NUMBER_TYPES = {int: (int,), float: (int, float), Optional[float]: (int, float), Optional[int]: (int,)}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _require(config, name, condition, requirement):
+    if not condition:
+        raise ValueError(f"{name} must be {requirement}, got {getattr(config, name)!r} ({_flag(name)})")
+
+
+def _check_type(config, item):
+    """A field's value has its declared type, and a number is finite (nan and inf are refused: they would only show
+    up later, as a diverged run)."""
+    value = getattr(config, item.name)
+    if item.type in (Optional[float], Optional[int]) and value is None:
+        return
+    if item.type is bool or item.type is str:
+        if not isinstance(value, item.type):
+            raise TypeError(f"{item.name} must be a {item.type.__name__}, got {value!r} ({_flag(item.name)})")
+        return
+    if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES[item.type]):
+        kind = "an integer" if item.type in (int, Optional[int]) else "a number"
+        raise TypeError(f"{item.name} must be {kind}, got {value!r} ({_flag(item.name)})")
+    if not math.isfinite(value):
+        raise ValueError(f"{item.name} must be a finite number, got {value!r} ({_flag(item.name)})")
+
+
 def assumed_peak_flops(config):
     """The peak the MFU is measured against when config.peak_flops is not given. Assumptions, stated here:
       cpu   100 GFLOP/s per usable core: the float32 matrix-multiply rate bench/train_step.py measured for numpy's
@@ -150,7 +219,7 @@ def assumed_peak_flops(config):
 
 # nanoGPT's README, "I only have a macbook": the same recipe, scaled down to run on a CPU in minutes
 CPU_OVERRIDES = dict(eval_iters=20, log_interval=10, block_size=64, batch_size=12, n_layer=4, n_head=4, n_embd=128,
-                     max_iters=2000, lr_decay_iters=2000, dropout=0.0)
+                     max_iters=2000, dropout=0.0)
 
 
 def gpu_preset():
@@ -172,7 +241,12 @@ def _optional_float(text):
     return None if text.lower() == "none" else float(text)
 
 
-_FLAG_TYPES = {int: int, float: float, str: str, Optional[float]: _optional_float}
+def _optional_int(text):
+    """An integer, or "none" for None (lr_decay_iters)."""
+    return None if text.lower() == "none" else int(text)
+
+
+_FLAG_TYPES = {int: int, float: float, str: str, Optional[float]: _optional_float, Optional[int]: _optional_int}
 
 
 def add_flags(parser):

@@ -305,6 +305,7 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
                          "part 3 does not have; use --dtype float32")
     if config.init_from != "scratch":
         raise ValueError("explain shows iteration 0 of a new model (init_from='scratch'), not a resumed run")
+    config = config.resolved()  # as train() runs it
     writer = _Writer(lang, out)
 
     # ---- 1. initialisation, train()'s own; AdamW records the followed entry's m, v, m̂, v̂, ... as it updates it
@@ -535,7 +536,7 @@ def _print_lr(writer, config, lr):
         writer.say("lr_warmup", warmup=config.warmup_iters, peak=f"{config.learning_rate:g}",
                    w1=config.warmup_iters + 1, lr=_lr(lr))
         writer.say("lr_warmup_why", peak=f"{config.learning_rate:g}", warmup=config.warmup_iters,
-                   min_lr=f"{config.min_lr:g}", decay_iters=config.lr_decay_iters)
+                   min_lr=f"{config.min_lr:g}", decay_iters=config.decay_iters)
     else:
         writer.say("lr_no_warmup", lr=_lr(lr))
     writer.line()

@@ -31,13 +31,21 @@ class GPTConfig:
     dtype: str = "float32"   # parameter dtype; float64 for gradient checks
 
     def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"GPTConfig.{name} must be an integer, got {value!r} ({type(value).__name__})")
+            if value < 1:
+                raise ValueError(f"GPTConfig.{name} must be positive, got {value}")
+        if not isinstance(self.dropout, (int, float, np.floating)) or isinstance(self.dropout, bool) \
+                or not 0 <= self.dropout < 1:
+            raise ValueError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise TypeError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
+        if self.dtype not in ("float16", "float32", "float64"):
+            raise ValueError(f"GPTConfig.dtype must be 'float16', 'float32' or 'float64', got {self.dtype!r}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
 def residual_std(config):

@@ -80,7 +80,7 @@ def scheduled_lr(config, iter_num):
     """Step 2.1's lr = get_lr(iter_num): linear warmup, then cosine decay to min_lr; constant without decay_lr."""
     if not config.decay_lr:
         return config.learning_rate
-    return get_lr(iter_num, config.learning_rate, config.warmup_iters, config.lr_decay_iters, config.min_lr)
+    return get_lr(iter_num, config.learning_rate, config.warmup_iters, config.decay_iters, config.min_lr)
 
 
 @no_grad()
@@ -113,7 +113,10 @@ def train(config, dataset=None, log=print, progress=False):
     progress  draw a progress bar on stderr
     """
     started_at = time.time()
+    config = config.resolved()  # lr_decay_iters and the worker count as this run uses them, and as it saves them
     saver = CheckpointSaver(config.out_dir, fresh_run=config.init_from == "scratch")
+    for note in config.notes():
+        log(f"note: {note}")
 
     # ---- 1. initialisation ----
     dataset = dataset if dataset is not None else CharDataset()

@@ -108,6 +108,17 @@ def test_every_config_field_has_both_flag_spellings(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--n-head", "3"], "n_embd (128) must be divisible by n_head (3)"),
     (["--block-size", "100000"], "lower --block-size or --batch-size"),
+    (["--n-head", "0"], "n_head must be at least 1, got 0 (--n-head)"),
+    (["--seed", "-1"], "seed must be >= 0, got -1 (--seed)"),
+    (["--learning-rate", "nan", "--no-decay-lr"], "learning_rate must be a finite number, got nan (--learning-rate)"),
+    (["--learning-rate", "-1", "--no-decay-lr"], "learning_rate must be > 0, got -1.0 (--learning-rate)"),
+    (["--weight-decay", "nan"], "weight_decay must be a finite number, got nan (--weight-decay)"),
+    (["--grad-clip", "nan"], "grad_clip must be a finite number, got nan (--grad-clip)"),
+    (["--beta1", "1.5"], "beta1 must be in [0, 1), got 1.5 (--beta1)"),
+    (["--beta2", "-1"], "beta2 must be in [0, 1), got -1.0 (--beta2)"),
+    (["--warmup-iters", "-10"], "warmup_iters must be >= 0, got -10 (--warmup-iters)"),
+    (["--out-dir", ""], "out_dir must be a folder's path, not empty"),
+    (["--resume", "--init-from", "scratch"], "--resume and --init-from scratch contradict each other"),
 ])
 def test_impossible_model_settings_are_refused_before_training(tmp_path, flags, message):
     result = run(TRAIN, "--device", "cpu", *flags, cwd=tmp_path)
@@ -127,3 +138,22 @@ def test_sample_reads_the_folder_train_char_gpt_saved_into(tmp_path):
     result = run(SAMPLE, "--out-dir", "tmp", "--num-tokens", "20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "loaded tmp/ckpt.npz" in result.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--temperature", "nan"], "--temperature must be a finite number > 0, got nan"),
+    (["--num-tokens", "-5"], "--num-tokens must be >= 0, got -5"),
+])
+def test_sample_refuses_bad_settings_before_loading(tmp_path, flags, message):
+    result = run(SAMPLE, *flags, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_printed_config_shows_what_the_run_uses(tmp_path):
+    result = run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lr_decay_iters = 101   (None: follows max_iters)" in result.stdout  # max_iters 4, after warmup 100
+    assert "workers = " in result.stdout and "(0: one per usable CPU core)" in result.stdout
+    assert "note: max_iters 4 <= warmup_iters 100: the whole run is warmup" in result.stdout
+

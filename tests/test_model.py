@@ -381,6 +381,18 @@ def test_forward_rejects_a_sequence_longer_than_block_size():
         model(Tensor(np.zeros((1, 9), dtype=np.int64)))
 
 
+@pytest.mark.parametrize("overrides, error, message", [
+    (dict(n_embd="128"), TypeError, "GPTConfig.n_embd must be an integer, got '128'"),
+    (dict(n_head=0), ValueError, "GPTConfig.n_head must be positive, got 0"),   # not a ZeroDivisionError
+    (dict(dropout=math.nan), ValueError, r"GPTConfig.dropout must be a number in \[0, 1\), got nan"),
+    (dict(bias="yes"), TypeError, "GPTConfig.bias must be True or False"),
+    (dict(dtype="int8"), ValueError, "GPTConfig.dtype must be"),
+])
+def test_bad_model_settings_are_named(overrides, error, message):
+    with pytest.raises(error, match=message):
+        GPTConfig(**overrides)
+
+
 @pytest.mark.parametrize("bad_id", [-1, V, 1000])
 def test_forward_rejects_token_ids_outside_the_vocabulary(bad_id):
     model = GPT(tiny_config())

@@ -229,10 +229,11 @@ def test_the_learning_rate_follows_the_schedule(tmp_path, shakespeare):
 def test_presets_are_nanogpts_shakespeare_char():
     cpu, gpu = cpu_preset(), gpu_preset()
     assert (cpu.n_layer, cpu.n_head, cpu.n_embd, cpu.block_size, cpu.batch_size) == (4, 4, 128, 64, 12)
-    assert (cpu.max_iters, cpu.lr_decay_iters, cpu.dropout, cpu.eval_iters, cpu.device) == (2000, 2000, 0.0, 20, "cpu")
+    assert (cpu.max_iters, cpu.decay_iters, cpu.dropout, cpu.eval_iters, cpu.device) == (2000, 2000, 0.0, 20, "cpu")
     assert (gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.block_size, gpu.batch_size) == (6, 6, 384, 256, 64)
-    assert (gpu.max_iters, gpu.lr_decay_iters, gpu.dropout, gpu.eval_iters, gpu.device) == (5000, 5000, 0.2, 200,
-                                                                                            "cuda")
+    assert (gpu.max_iters, gpu.decay_iters, gpu.dropout, gpu.eval_iters, gpu.device) == (5000, 5000, 0.2, 200,
+                                                                                         "cuda")
+    assert cpu.lr_decay_iters is None and gpu.lr_decay_iters is None  # the cosine follows max_iters
     for preset in (cpu, gpu):
         assert (preset.learning_rate, preset.min_lr, preset.beta2, preset.warmup_iters) == (1e-3, 1e-4, 0.99, 100)
         assert (preset.eval_interval, preset.gradient_accumulation_steps) == (250, 1)
@@ -240,6 +241,18 @@ def test_presets_are_nanogpts_shakespeare_char():
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(batch_size=0), "batch_size must be at least 1"),
+    (dict(learning_rate=math.nan, decay_lr=False), r"learning_rate must be a finite number, got nan \(--learning-rate\)"),
+    (dict(learning_rate=math.inf), r"learning_rate must be a finite number, got inf"),
+    (dict(learning_rate=-1.0, decay_lr=False), r"learning_rate must be > 0, got -1.0 \(--learning-rate\)"),
+    (dict(weight_decay=math.nan), r"weight_decay must be a finite number, got nan \(--weight-decay\)"),
+    (dict(grad_clip=math.nan), r"grad_clip must be a finite number, got nan \(--grad-clip\)"),
+    (dict(beta1=1.5), r"beta1 must be in \[0, 1\), got 1.5 \(--beta1\)"),
+    (dict(beta2=-1.0), r"beta2 must be in \[0, 1\), got -1.0 \(--beta2\)"),
+    (dict(warmup_iters=-10), r"warmup_iters must be >= 0, got -10 \(--warmup-iters\)"),
+    (dict(seed=-1), r"seed must be >= 0, got -1 \(--seed\)"),
+    (dict(n_head=0), r"n_head must be at least 1, got 0 \(--n-head\)"),
+    (dict(out_dir=""), r"out_dir must be a folder's path, not empty, got '' \(--out-dir\)"),
+    (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0 \(--dropout\)"),
     (dict(grad_clip=-1.0), "grad_clip must be >= 0"),
     (dict(warmup_iters=10, lr_decay_iters=5), "lr_decay_iters .5. must be greater than warmup_iters .10."),
     (dict(min_lr=1.0), "min_lr <= learning_rate"),
@@ -250,6 +263,38 @@ def test_presets_are_nanogpts_shakespeare_char():
 def test_bad_settings_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(batch_size="12"), r"batch_size must be an integer, got '12' \(--batch-size\)"),
+    (dict(max_iters=2.5), r"max_iters must be an integer, got 2.5"),
+    (dict(decay_lr="no"), r"decay_lr must be a bool, got 'no'"),
+    (dict(learning_rate="fast"), r"learning_rate must be a number, got 'fast'"),
+])
+def test_settings_of_the_wrong_type_are_named(overrides, message):
+    with pytest.raises(TypeError, match=message):
+        TrainConfig(**overrides)
+
+
+def test_the_cosine_follows_max_iters_unless_set(tmp_path, shakespeare):
+    assert TrainConfig(max_iters=50, warmup_iters=10).decay_iters == 50
+    assert TrainConfig(max_iters=50, warmup_iters=10, lr_decay_iters=300).decay_iters == 300
+    assert TrainConfig(max_iters=5, warmup_iters=10).decay_iters == 11  # never inside the warmup
+    # a short run decays over its own length: its last update is at min_lr's end of the cosine, not at the start
+    result = train(tiny(tmp_path, max_iters=12, warmup_iters=2, lr_decay_iters=None, log_interval=1,
+                        learning_rate=1e-2, min_lr=1e-3), shakespeare, log=quiet)
+    assert result.optimizer.param_groups[0]["lr"] == pytest.approx(get_lr(11, 1e-2, 2, 12, 1e-3))
+    assert get_lr(11, 1e-2, 2, 12, 1e-3) < 2e-3
+    assert load_checkpoint(tmp_path / "ckpt.npz").train_config["lr_decay_iters"] == 12  # saved as used
+
+
+def test_a_run_that_is_all_warmup_or_oversubscribed_says_so(tmp_path, shakespeare):
+    lines = []
+    train(tiny(tmp_path, max_iters=2, warmup_iters=5, lr_decay_iters=None, workers=64), shakespeare,
+          log=lines.append)
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert any("the whole run is warmup" in note and "--warmup-iters" in note for note in notes)
+    assert any("workers 64 on" in note and "usable CPU cores" in note for note in notes)
 
 
 # ---- gpt/progress.py and gpt/plot.py ----
