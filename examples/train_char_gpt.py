@@ -14,6 +14,7 @@ With --explain it runs only iteration 0 and prints it as the chapter's part 3, s
 """
 import argparse
 import os
+import signal
 import sys
 from dataclasses import fields
 
@@ -24,7 +25,7 @@ from gpt.config import TrainConfig, add_flags, make_config
 from gpt.data import CharDataset
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration
 from gpt.plot import save_png, text_plot
-from gpt.training import TrainingDiverged, train
+from gpt.training import NothingToTrain, TrainingDiverged, TrainingInterrupted, train
 from tinygrad_ed import Tensor, cuda_available
 
 
@@ -100,9 +101,10 @@ def main(argv=None):
     for field in fields(config):
         given, value = getattr(config, field.name), getattr(used, field.name)
         print(f"  {field.name} = {value!r}" + ("" if given == value else f"   ({given!r}: {_FOLLOWS[field.name]})"))
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the run as Ctrl-C does (see the end of this file)
     try:
         result = train(config, dataset, progress=True)
-    except (CheckpointError, TrainingDiverged) as error:
+    except (CheckpointError, NothingToTrain, TrainingDiverged) as error:
         sys.exit(f"error: {error}")
 
     # the losses, the time, and the loss curve (chapter part 4)
@@ -110,7 +112,9 @@ def main(argv=None):
         iteration, train_loss, val_loss = result.evals[-1]
         print(f"final (iteration {iteration}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
               f"best val loss {result.best_val_loss:.4f}")
-    print(f"time: {result.elapsed_s:.2f} s in all, {result.ms_per_iter:.1f} ms per training iteration")
+    print(f"time: {result.elapsed_s:.2f} s in all, " + (f"{result.ms_per_iter:.1f} ms per training iteration"
+                                                        if result.logs or result.iter_num else
+                                                        "no training iteration ran"))
     series = {"train (one batch)": ([i for i, _ in result.logs], [loss for _, loss in result.logs]),
               "train": ([i for i, _, _ in result.evals], [loss for _, loss, _ in result.evals]),
               "val": ([i for i, _, _ in result.evals], [loss for _, _, loss in result.evals])}
@@ -127,7 +131,27 @@ def main(argv=None):
                              generator=np.random.default_rng(config.seed))
         print(f"sample ({args.sample_tokens} characters after {args.start!r}):")
         print(tokenizer.decode(out.numpy()[0]))
+    if result.save_error:  # the run trained to the end, but its best model is not on disk
+        sys.exit(f"error: the last checkpoint save failed ({result.save_error}); the model of this run is not saved")
+
+
+_signal = signal.SIGINT  # what ended the run: Ctrl-C, or SIGTERM through _interrupt
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (a scheduler, `kill`) ends a run as Ctrl-C does: train() turns either into TrainingInterrupted."""
+    global _signal
+    _signal = signum
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interrupted:  # one line instead of a traceback; the exit code says which signal
+        message = str(interrupted) or "interrupted"
+        if isinstance(interrupted, TrainingInterrupted) and os.path.isfile(interrupted.checkpoint_path):
+            message += (f"; resume with: python examples/train_char_gpt.py --resume --out-dir "
+                        f"{os.path.dirname(interrupted.checkpoint_path)}")
+        print(f"\n{message}", file=sys.stderr)
+        sys.exit(128 + _signal)

@@ -11,8 +11,10 @@ It is written atomically: to a temporary file in the same directory, flushed to 
 checkpoint in one step (os.replace). A crash at any moment leaves either the old checkpoint or the new one, whole.
 A run saves through a CheckpointSaver, which keeps an earlier run's checkpoint instead of overwriting it.
 """
+import glob
 import json
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -20,6 +22,11 @@ import zlib
 from dataclasses import asdict, dataclass, fields, is_dataclass
 
 import numpy as np
+
+try:
+    import fcntl  # POSIX: the out_dir lock
+except ImportError:  # elsewhere a run takes no lock
+    fcntl = None
 
 from gpt.data import CharTokenizer
 from gpt.model import GPTConfig
@@ -82,25 +89,125 @@ def save_checkpoint(path, model, optimizer, scaler, iter_num, best_val_loss, tra
     return path
 
 
-class CheckpointSaver:
-    """Where a run saves: out_dir/ckpt.npz. A fresh run that finds an earlier run's checkpoint there keeps it, at its
-    first save, as ckpt-previous-<date>-<time>.npz rather than overwrite it (a resumed run continues its own)."""
+class CheckpointSaveError(CheckpointError):
+    """A save that failed (a full disk, a folder that went away): the checkpoint before it is still whole."""
 
-    def __init__(self, out_dir, fresh_run):
+
+KEPT_PATTERN = "ckpt-previous-*.npz"  # an earlier run's checkpoint, kept by a fresh run in the same out_dir
+LOCK_NAME = ".lock"                   # held by the run that saves into the out_dir (it holds the run's PID)
+
+
+class CheckpointSaver:
+    """Where a run saves, out_dir/ckpt.npz, and what guards what is already there:
+
+    - the folder is made and checked for writing now, at the start, not at the first save;
+    - a lock (out_dir/.lock, with the run's PID) keeps a second run out of the folder; a lock left by a process that
+      died is free again (POSIX record locks end with their process);
+    - temporary files that a killed save left behind are removed;
+    - a fresh run that finds an earlier run's ckpt.npz keeps it, at its first save, under a name of its own
+      (ckpt-previous-<date>-<time>[-<n>].npz, never one that exists), and ckpt.npz is replaced only once the new
+      checkpoint is whole on disk;
+    - a save that fails raises CheckpointSaveError, and the checkpoint before it is still in place.
+    Use it in a `with` block, or close() it: that releases the lock.
+    """
+
+    def __init__(self, out_dir, fresh_run, will_save=True):
+        self.out_dir, self.path = out_dir, os.path.join(out_dir, CHECKPOINT_NAME)
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise CheckpointError(f"out_dir {out_dir!r} is a file, not a folder: checkpoints could not be saved")
-        self.path = os.path.join(out_dir, CHECKPOINT_NAME)
+        self._lock = None
+        if will_save:
+            self._prepare_folder()
         self._keep_earlier = fresh_run and os.path.exists(self.path)
 
+    def _prepare_folder(self):
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            probe, probe_path = tempfile.mkstemp(prefix=".write-test.", dir=self.out_dir)
+            os.close(probe)
+            os.unlink(probe_path)
+        except OSError as error:
+            raise CheckpointError(f"cannot save checkpoints in out_dir {self.out_dir!r}: {error.strerror or error} "
+                                  f"(checked before training; choose another --out-dir)") from None
+        self._lock = _take_lock(os.path.join(self.out_dir, LOCK_NAME))
+        for stale in glob.glob(os.path.join(glob.escape(self.out_dir), f".{CHECKPOINT_NAME}.*.tmp")):
+            os.unlink(stale)  # no save is under way: the lock says no other run writes here
+
+    def kept(self):
+        """The earlier runs' checkpoints kept in out_dir, oldest first."""
+        return sorted(glob.glob(os.path.join(glob.escape(self.out_dir), KEPT_PATTERN)))
+
     def save(self, *state):
-        """save_checkpoint(self.path, *state); returns where the earlier run's checkpoint was kept, or None."""
-        kept_as = None
-        if self._keep_earlier:
-            kept_as = os.path.join(os.path.dirname(self.path), time.strftime("ckpt-previous-%Y%m%d-%H%M%S.npz"))
-            os.replace(self.path, kept_as)
-            self._keep_earlier = False
-        save_checkpoint(self.path, *state)
+        """save_checkpoint(self.path, *state); returns where the earlier run's checkpoint was kept, or None.
+        Raises CheckpointSaveError when the save fails; the checkpoint before it is left as it was."""
+        try:
+            kept_as = self._keep_earlier_checkpoint() if self._keep_earlier else None
+            save_checkpoint(self.path, *state)
+        except OSError as error:
+            raise CheckpointSaveError(f"could not save the checkpoint to {self.path!r}: {type(error).__name__}: "
+                                      f"{error}; the previous checkpoint, if any, is still whole there") from error
+        self._keep_earlier = False
         return kept_as
+
+    def _keep_earlier_checkpoint(self):
+        """A second name for the earlier run's ckpt.npz (a hard link, or a copy), one that no file has yet."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for number in range(1, 10_000):
+            kept_as = os.path.join(self.out_dir, f"ckpt-previous-{stamp}{'' if number == 1 else f'-{number}'}.npz")
+            try:
+                os.link(self.path, kept_as)          # fails when kept_as exists: nothing is ever overwritten
+                return kept_as
+            except FileExistsError:
+                continue
+            except OSError:                          # a file system without hard links
+                try:
+                    with open(self.path, "rb") as source, open(kept_as, "xb") as target:
+                        shutil.copyfileobj(source, target)
+                    return kept_as
+                except FileExistsError:
+                    continue
+        raise CheckpointSaveError(f"no free name to keep the earlier checkpoint {self.path!r} under")
+
+    def close(self):
+        """Release the out_dir: the lock file goes, so that nothing of the run is left but what it saved."""
+        if self._lock is not None:
+            os.unlink(self._lock.name)  # while still holding it: whoever locks next makes a new one
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _take_lock(path):
+    """An open lock file, locked and holding this process's PID; CheckpointError naming the PID that holds it.
+    None where the OS has no POSIX record locks."""
+    if fcntl is None:
+        return None
+    while True:
+        lock = open(path, "a+")
+        try:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise CheckpointError(f"out_dir {os.path.dirname(path)!r} is in use by another training run (PID "
+                                  f"{holder}); wait for it to finish, or choose another --out-dir") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino:
+                break  # the lock file that is there now, not one its previous holder removed as we opened it
+        except FileNotFoundError:
+            pass
+        lock.close()
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def _write_atomically(path, arrays):
@@ -152,11 +259,19 @@ def load_checkpoint(path, model_config=None):
     that shape (only dropout may differ). Any problem raises CheckpointError naming the path and the problem."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint file at {path!r}")
+        kept = sorted(glob.glob(os.path.join(glob.escape(os.path.dirname(path) or "."), KEPT_PATTERN)))
+        raise CheckpointError(f"no checkpoint file at {path!r}" + (
+            f"; that folder keeps earlier runs' checkpoints ({', '.join(os.path.basename(k) for k in kept)}): "
+            f"copy one to {CHECKPOINT_NAME} to resume from it" if kept else ""))
+    with open(path, "rb") as file:
+        start = file.read(6)
+    if start == b"\x93NUMPY":
+        raise CheckpointError(f"{path!r} holds a single numpy array (a .npy file), not a checkpoint archive")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path!r} is not a checkpoint: a checkpoint is a .npz (zip) archive, and this file is "
+                              f"not one (it starts with {start!r}); it may be damaged or another kind of file")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise CheckpointError(f"{path!r} holds a single array, not a checkpoint archive")
             arrays = {key: npz[key] for key in npz.files}  # read everything now, so damage shows up here
         if "metadata" not in arrays:
             raise CheckpointError(f"{path!r} has no 'metadata' entry: it is not a checkpoint written by "
@@ -197,6 +312,11 @@ def _parse(path, metadata, arrays, model_config):
             raise CheckpointError(f"checkpoint {path!r} has an unexpected entry {key!r}")
     if not model_state:
         raise CheckpointError(f"checkpoint {path!r} has no model weights")
+    broken = [name for name, value in model_state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(f"checkpoint {path!r} holds NaN or infinite weights ({', '.join(broken[:3])}"
+                              f"{', ...' if len(broken) > 3 else ''}): it was saved from a diverged model; use an "
+                              f"earlier checkpoint ({KEPT_PATTERN} in its folder) or train again")
     step_counts = metadata["optimizer"]["state"]
     if set(step_counts) != set(optimizer_arrays):
         raise CheckpointError(f"checkpoint {path!r} has optimizer numbers for parameters {sorted(step_counts)} "

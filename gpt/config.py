@@ -8,6 +8,7 @@ import argparse
 import copy
 import math
 import os
+import resource
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
@@ -156,21 +157,26 @@ class TrainConfig:
         return self.batch_size * self.block_size * self.gradient_accumulation_steps
 
     def check_memory(self, vocab_size):
-        """Raise a clear error when one micro-batch's activations cannot fit in this machine's memory (cpu).
+        """Raise a clear error when the run cannot fit in the memory this process may use (cpu), before any work.
 
-        A rough count of the float32 arrays forward keeps for backward: per layer the attention weights
+        A rough count of float32 arrays: the weights, AdamW's m and v, and a gradient per data-parallel worker plus
+        the summed one; and what one micro-batch's forward keeps for backward: per layer the attention weights
         (B·H·T², twice with dropout's copy) and about 34 numbers per token and channel (q, k, v, the MLP's 4C
         activations and GELU's saved values, LayerNorm outputs...), plus the logits and their softmax (B·T·V, twice).
         """
         if self.device != "cpu" or not hasattr(os, "sysconf"):
             return
         B, T, C, L, H = self.batch_size, self.block_size, self.n_embd, self.n_layer, self.n_head
-        needed = 4 * (L * (2 * B * H * T * T + 34 * B * T * C) + 2 * B * T * vocab_size)
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if needed > available:
-            raise ValueError(f"batch_size {B} × block_size {T} with {L} layers needs about {needed / 2**30:.0f} GiB "
-                             f"for one micro-batch's activations (attention alone grows as block_size²), more than "
-                             f"this machine's {available / 2**30:.0f} GiB: lower --block-size or --batch-size")
+        parameters = vocab_size * C + T * C + L * 12 * C * C
+        state = 4 * parameters * (3 + self.worker_count() + 1)
+        activations = 4 * (L * (2 * B * H * T * T + 34 * B * T * C) + 2 * B * T * vocab_size)
+        available, limit = available_memory()
+        if state + activations > available:
+            raise ValueError(f"this model and batch need about {(state + activations) / 2**30:.1f} GiB, more than the "
+                             f"{available / 2**30:.1f} GiB {limit}: {parameters / 1e6:,.0f}M parameters with their "
+                             f"gradients and AdamW state take {state / 2**30:.1f} GiB (lower --n-embd or --n-layer), "
+                             f"one micro-batch's activations {activations / 2**30:.1f} GiB (attention grows as "
+                             f"block_size²: lower --block-size or --batch-size)")
 
     def model_config(self, vocab_size):
         """The GPTConfig these settings describe, for a vocabulary of `vocab_size` characters."""
@@ -206,6 +212,24 @@ def _check_type(config, item):
         raise TypeError(f"{item.name} must be {kind}, got {value!r} ({_flag(item.name)})")
     if not math.isfinite(value):
         raise ValueError(f"{item.name} must be a finite number, got {value!r} ({_flag(item.name)})")
+
+
+def available_memory():
+    """(bytes, what limits them): the least of this machine's memory, this process's address-space limit
+    (ulimit -v) and its cgroup's limit (a container's)."""
+    limits = [(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "of this machine's memory")]
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append((soft, "this process may address (ulimit -v)"))
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                text = file.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append((int(text), "its container allows (cgroup)"))
+    return min(limits)
 
 
 def assumed_peak_flops(config):
@@ -274,7 +298,7 @@ def make_config(overrides):
     if overrides.get("init_from") == "resume":
         # continue with the settings the run was saved with; the device is this machine's, not the checkpoint's
         path = os.path.join(overrides.get("out_dir", TrainConfig.out_dir), CHECKPOINT_NAME)
-        saved = load_checkpoint(path).train_config
+        saved = load_checkpoint(path).train_config  # the whole file is checked here, before any work
         known = {item.name for item in fields(TrainConfig)}
         base = {name: value for name, value in saved.items() if name in known and name != "device"}
         return TrainConfig(**{**base, "device": device, **overrides})

@@ -14,12 +14,15 @@ after the last iteration, so the final model is always measured (and saved, if i
 The settings are gpt/config.py's TrainConfig; what is printed and timed is gpt/progress.py's RunLogger.
 """
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
-from gpt.checkpoint import CheckpointError, CheckpointSaver, load_checkpoint, restore
+from gpt.checkpoint import (KEPT_PATTERN, CheckpointError, CheckpointSaveError, CheckpointSaver, load_checkpoint,
+                            restore)
 from gpt.data import Batches, CharDataset, CharTokenizer
 from gpt.model import GPT
 from gpt.progress import RunLogger
@@ -43,6 +46,20 @@ class TrainingDiverged(RuntimeError):
             f"float16 (now {config.dtype})")
 
 
+class NothingToTrain(Exception):
+    """A resumed checkpoint already is at max_iters, and the run was not asked to only evaluate it."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a SIGTERM the program turned into one) ended the run; it says what is on disk."""
+
+    def __init__(self, iter_num, last_saved_at, checkpoint_path):
+        self.iter_num, self.last_saved_at, self.checkpoint_path = iter_num, last_saved_at, checkpoint_path
+        on_disk = (f"the last checkpoint this run saved is {checkpoint_path} (iteration {last_saved_at})"
+                   if last_saved_at is not None else f"this run saved no checkpoint to {checkpoint_path}")
+        super().__init__(f"interrupted at iteration {iter_num}; {on_disk}")
+
+
 @dataclass
 class TrainResult:
     iter_num: int           # iterations done; a resumed run would continue with this one
@@ -56,6 +73,7 @@ class TrainResult:
     tokenizer: CharTokenizer
     checkpoint_path: str
     saved_at: list = field(default_factory=list)  # iterations at which a checkpoint was written
+    save_error: Optional[str] = None  # the last save, when it failed and no later one succeeded
 
 
 def initialise(config, dataset):
@@ -111,65 +129,92 @@ def train(config, dataset=None, log=print, progress=False):
     dataset   a CharDataset; tiny Shakespeare by default
     log       called with each line of text (print by default)
     progress  draw a progress bar on stderr
+    Ctrl-C (KeyboardInterrupt) ends it with TrainingInterrupted, which says where the last checkpoint is.
     """
-    started_at = time.time()
     config = config.resolved()  # lr_decay_iters and the worker count as this run uses them, and as it saves them
-    saver = CheckpointSaver(config.out_dir, fresh_run=config.init_from == "scratch")
-    for note in config.notes():
-        log(f"note: {note}")
+    # the out_dir is checked, locked and cleaned now, before any work (gpt/checkpoint.py)
+    with CheckpointSaver(config.out_dir, fresh_run=config.init_from == "scratch",
+                         will_save=not config.eval_only) as saver:
+        for note in config.notes() + _kept_note(saver):
+            log(f"note: {note}")
+        return _train(config, dataset if dataset is not None else CharDataset(), log, progress, saver)
 
-    # ---- 1. initialisation ----
-    dataset = dataset if dataset is not None else CharDataset()
-    raw_model, model, optimizer, scaler, batches = initialise(config, dataset)
-    log(f"number of parameters: {raw_model.num_parameters() / 1e6:.2f}M ({raw_model.num_parameters():,})")
-    iter_num, best_val_loss = 0, math.inf
-    if config.init_from == "resume":
-        iter_num, best_val_loss = _resume(saver.path, raw_model, optimizer, scaler, batches, dataset)
-        log(f"resumed from {saver.path} at iteration {iter_num} (best val loss {best_val_loss:.4f})")
-    logger = RunLogger(config, raw_model, log, progress, start=iter_num)
-    saved_at = []
-    X, Y = batches.next()  # the first batch; every later one is fetched during the step before it
 
-    # ---- 2. the main loop ----
-    while True:
-        # step 2.6: evaluate every eval_interval iterations and after the last; checkpoint when val loss improves
-        if iter_num % config.eval_interval == 0 or iter_num == config.max_iters or config.eval_only:
-            losses = estimate_loss(model, dataset, config)
-            logger.evaluated(iter_num, losses)
-            if not (math.isfinite(losses["train"]) and math.isfinite(losses["val"])):
-                raise TrainingDiverged(iter_num, f"the estimated loss is train {losses['train']}, val "
-                                       f"{losses['val']}", config, saver.path)
-            improved = losses["val"] < best_val_loss
-            best_val_loss = min(best_val_loss, losses["val"])
-            # nothing is learned at iteration 0, and eval_only must not touch the checkpoint it evaluates
-            if (improved or config.always_save_checkpoint) and iter_num > 0 and not config.eval_only:
-                generators = {"batch": batches.state, "dropout": _generator_state(raw_model.dropout_generator)}
-                kept_as = saver.save(raw_model, optimizer, scaler, iter_num, best_val_loss, config,
-                                     raw_model.config, dataset.tokenizer, generators)
-                saved_at.append(iter_num)
-                logger.saved(saver.path, kept_as)
-        if iter_num >= config.max_iters or config.eval_only:
-            break
+def _train(config, dataset, log, progress, saver):
+    started_at = time.time()
+    iter_num, saved_at, logger = 0, [], None
+    try:
+        # ---- 1. initialisation ----
+        raw_model, model, optimizer, scaler, batches = initialise(config, dataset)
+        log(f"number of parameters: {raw_model.num_parameters() / 1e6:.2f}M ({raw_model.num_parameters():,})")
+        best_val_loss = best_on_disk = math.inf  # the best evaluation, and that of the checkpoint on disk
+        if config.init_from == "resume":
+            iter_num, best_val_loss = _resume(saver.path, raw_model, optimizer, scaler, batches, dataset)
+            best_on_disk = best_val_loss
+            if iter_num >= config.max_iters and not config.eval_only:
+                raise NothingToTrain(f"the checkpoint {saver.path} is at iteration {iter_num} and max_iters is "
+                                     f"{config.max_iters}: nothing to train; to go on, resume with a larger "
+                                     f"--max-iters (and --lr-decay-iters, to stretch the schedule); to evaluate "
+                                     f"it, add --eval-only")
+            log(f"resumed from {saver.path} at iteration {iter_num} (best val loss {best_val_loss:.4f})")
+        logger = RunLogger(config, raw_model, log, progress, start=iter_num)
+        save_error = None
+        X, Y = batches.next()  # the first batch; every later one is fetched during the step before it
 
-        # steps 2.1-2.5: one iteration, with this iteration's learning rate
-        lr = scheduled_lr(config, iter_num)
-        observer = logger.start_step(iter_num)
-        step = train_step(model, optimizer, (X, Y), batches.next, lr, config.gradient_accumulation_steps,
-                          config.grad_clip, scaler, measure_norm=observer is not None, observer=observer)
-        X, Y = step.next_batch
+        # ---- 2. the main loop ----
+        while True:
+            # step 2.6: evaluate every eval_interval iterations and after the last; checkpoint when val loss improves
+            if iter_num % config.eval_interval == 0 or iter_num == config.max_iters or config.eval_only:
+                losses = estimate_loss(model, dataset, config)
+                logger.evaluated(iter_num, losses)
+                if not (math.isfinite(losses["train"]) and math.isfinite(losses["val"])):
+                    raise TrainingDiverged(iter_num, f"the estimated loss is train {losses['train']}, val "
+                                           f"{losses['val']}", config, saver.path)
+                best_val_loss = min(best_val_loss, losses["val"])
+                # nothing is learned at iteration 0, and eval_only must not touch the checkpoint it evaluates
+                improved = losses["val"] < best_on_disk
+                if (improved or config.always_save_checkpoint) and iter_num > 0 and not config.eval_only:
+                    generators = {"batch": batches.state, "dropout": _generator_state(raw_model.dropout_generator)}
+                    best_after = min(best_on_disk, losses["val"])
+                    try:
+                        kept_as = saver.save(raw_model, optimizer, scaler, iter_num, best_after, config,
+                                             raw_model.config, dataset.tokenizer, generators)
+                    except CheckpointSaveError as error:
+                        # a full disk may clear: training goes on, and the next evaluation that improves on the
+                        # checkpoint on disk tries again
+                        save_error = f"iteration {iter_num}: {error}"
+                        logger.say(f"warning: {error}. Training goes on; the next evaluation that improves on the "
+                                   f"checkpoint on disk saves again")
+                    else:
+                        save_error, best_on_disk = None, best_after
+                        saved_at.append(iter_num)
+                        logger.saved(saver.path, kept_as)
+            if iter_num >= config.max_iters or config.eval_only:
+                break
 
-        # step 2.7: log (reading the loss back waits for the device, so only every log_interval iterations),
-        # with part 5's health check: a float16 step the scaler skipped has an inf norm by design, not divergence
-        health = logger.end_step(iter_num, step, lr)
-        if health is not None and step.stepped and not all(math.isfinite(number) for number in health):
-            raise TrainingDiverged(iter_num, f"loss {health[0]}, gradient norm {health[1]}", config, saver.path)
-        iter_num += 1
+            # steps 2.1-2.5: one iteration, with this iteration's learning rate
+            lr = scheduled_lr(config, iter_num)
+            observer = logger.start_step(iter_num)
+            step = train_step(model, optimizer, (X, Y), batches.next, lr, config.gradient_accumulation_steps,
+                              config.grad_clip, scaler, measure_norm=observer is not None, observer=observer)
+            X, Y = step.next_batch
+
+            # step 2.7: log (reading the loss back waits for the device, so only every log_interval iterations),
+            # with part 5's health check: a float16 step the scaler skipped has an inf norm by design, not divergence
+            health = logger.end_step(iter_num, step, lr)
+            if health is not None and step.stepped and not all(math.isfinite(number) for number in health):
+                raise TrainingDiverged(iter_num, f"loss {health[0]}, gradient norm {health[1]}", config, saver.path)
+            iter_num += 1
+    except KeyboardInterrupt:
+        if logger is not None:
+            logger.close()
+        raise TrainingInterrupted(iter_num, saved_at[-1] if saved_at else None, saver.path) from None
 
     logger.close()
     return TrainResult(iter_num=iter_num, evals=logger.evals, logs=logger.logs, best_val_loss=best_val_loss,
                        elapsed_s=time.time() - started_at, ms_per_iter=logger.ms_per_iter, model=raw_model,
                        optimizer=optimizer, tokenizer=dataset.tokenizer, checkpoint_path=saver.path,
-                       saved_at=saved_at)
+                       saved_at=saved_at, save_error=save_error)
 
 
 def _resume(path, raw_model, optimizer, scaler, batches, dataset):
@@ -189,6 +234,15 @@ def _resume(path, raw_model, optimizer, scaler, batches, dataset):
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path!r} has unusable random generator states: {error}") from error
     return checkpoint.iter_num, checkpoint.best_val_loss
+
+
+def _kept_note(saver):
+    """A note naming the earlier runs' checkpoints kept in the out_dir, if any."""
+    kept = saver.kept()
+    if not kept:
+        return []
+    whose = "1 earlier run's checkpoint" if len(kept) == 1 else f"{len(kept)} earlier runs' checkpoints"
+    return [f"{saver.out_dir} keeps {whose} ({KEPT_PATTERN}; the newest: {os.path.basename(kept[-1])})"]
 
 
 def _generator_state(generator):

@@ -218,3 +218,107 @@ def test_a_different_model_config_is_refused_with_the_differences(saved):
         load_checkpoint(path, model_config=requested)
     # dropout only matters while training: a different value is allowed
     load_checkpoint(path, model_config=GPTConfig(**{**vars(CONFIG), "dropout": 0.2}))
+
+
+# ---- what guards a run's out_dir (CheckpointSaver) ----
+
+def saver_state(model, optimizer):
+    """What a run hands CheckpointSaver.save: save_checkpoint's arguments without the path."""
+    generators = {"batch": np.random.default_rng(3).bit_generator.state, "dropout": None}
+    return (model, optimizer, GradScaler(enabled=False), 7, 2.5, TrainConfig(), CONFIG, CharTokenizer(CHARS),
+            generators)
+
+
+def test_the_message_names_a_single_array_and_a_file_that_is_no_archive(tmp_path):
+    np.save(tmp_path / "lone.npy", np.zeros(3))
+    os.replace(tmp_path / "lone.npy", tmp_path / "ckpt.npz")
+    with pytest.raises(CheckpointError, match=r"holds a single numpy array \(a .npy file\), not a checkpoint"):
+        load_checkpoint(tmp_path / "ckpt.npz")
+    (tmp_path / "ckpt.npz").write_bytes(np.random.default_rng(1).bytes(1000))
+    with pytest.raises(CheckpointError, match=r"is not a checkpoint: a checkpoint is a .npz \(zip\) archive") as caught:
+        load_checkpoint(tmp_path / "ckpt.npz")
+    assert "allow_pickle" not in str(caught.value)
+
+
+def test_a_checkpoint_with_nan_weights_is_named_as_such(tmp_path):
+    model, optimizer = trained_objects()
+    model.transformer.h[0].attn.c_attn.weight.data[0, 0] = np.nan
+    save(tmp_path / "ckpt.npz", model, optimizer)
+    with pytest.raises(CheckpointError, match=r"holds NaN or infinite weights \(transformer.h.0.attn.c_attn.weight\)"):
+        load_checkpoint(tmp_path / "ckpt.npz")
+
+
+def test_a_missing_checkpoint_names_the_kept_ones(tmp_path):
+    (tmp_path / "ckpt-previous-20261202-101010.npz").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no checkpoint file .*keeps earlier runs' checkpoints "
+                                              r"\(ckpt-previous-20261202-101010.npz\): copy one to ckpt.npz"):
+        load_checkpoint(tmp_path / "ckpt.npz")
+
+
+def test_an_out_dir_that_cannot_be_written_is_refused_at_the_start(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(CheckpointError, match=r"cannot save checkpoints in out_dir .*afile/sub.*Not a directory"):
+        checkpoint_module.CheckpointSaver(str(tmp_path / "afile" / "sub"), fresh_run=True)
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")   # as a read-only mount answers (root ignores chmod)
+
+    monkeypatch.setattr(checkpoint_module.tempfile, "mkstemp", read_only)
+    with pytest.raises(CheckpointError, match=r"cannot save checkpoints in out_dir .*Read-only file system"):
+        checkpoint_module.CheckpointSaver(str(tmp_path / "ro"), fresh_run=True)
+    checkpoint_module.CheckpointSaver(str(tmp_path / "ro"), fresh_run=False, will_save=False).close()  # eval only
+
+
+def test_a_second_run_in_the_same_out_dir_is_refused_with_the_first_runs_pid(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from gpt.checkpoint import CheckpointSaver, CheckpointError\n"
+            "try: CheckpointSaver(sys.argv[1], fresh_run=True)\n"
+            "except CheckpointError as error: print(error); sys.exit(3)\n")
+    with checkpoint_module.CheckpointSaver(str(tmp_path), fresh_run=True):
+        other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+        assert other.returncode == 3, other.stderr
+        assert f"in use by another training run (PID {os.getpid()})" in other.stdout
+    # released: the next run takes the folder, and no lock file is left behind
+    assert not (tmp_path / ".lock").exists()
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True).returncode == 0
+
+
+def test_a_lock_and_temporary_files_left_by_a_dead_run_are_cleared(tmp_path):
+    (tmp_path / ".lock").write_text("999999\n")                 # a PID file whose process holds no lock any more
+    (tmp_path / ".ckpt.npz.k3j2.tmp").write_bytes(b"half")      # what a save killed mid-write leaves
+    with checkpoint_module.CheckpointSaver(str(tmp_path), fresh_run=True):
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+        assert not (tmp_path / ".ckpt.npz.k3j2.tmp").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_kept_checkpoints_never_overwrite_each_other(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint_module.time, "strftime", lambda pattern: "20261202-101010")  # one second
+    model, optimizer = trained_objects()
+    (tmp_path / "ckpt.npz").write_bytes(b"the first run's")
+    second = None
+    for _ in range(2):  # two more fresh runs in the same second, each saving once
+        with checkpoint_module.CheckpointSaver(str(tmp_path), fresh_run=True) as saver:
+            saver.save(*saver_state(model, optimizer))
+        second = second or (tmp_path / "ckpt.npz").read_bytes()
+    assert (tmp_path / "ckpt-previous-20261202-101010.npz").read_bytes() == b"the first run's"
+    assert (tmp_path / "ckpt-previous-20261202-101010-2.npz").read_bytes() == second   # the second run's, kept too
+    assert load_checkpoint(tmp_path / "ckpt.npz").iter_num == 7
+
+
+def test_a_failed_save_leaves_the_earlier_checkpoint_in_place(tmp_path, monkeypatch):
+    model, optimizer = trained_objects()
+    (tmp_path / "ckpt.npz").write_bytes(b"the earlier run's")
+
+    def full_disk(path, arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "_write_atomically", full_disk)
+    with checkpoint_module.CheckpointSaver(str(tmp_path), fresh_run=True) as saver:
+        with pytest.raises(checkpoint_module.CheckpointSaveError,
+                           match=r"could not save .*No space left on device; the previous checkpoint.*still whole"):
+            saver.save(*saver_state(model, optimizer))
+    assert (tmp_path / "ckpt.npz").read_bytes() == b"the earlier run's"   # --resume still finds it
+    kept = list(tmp_path.glob("ckpt-previous-*.npz"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"the earlier run's"

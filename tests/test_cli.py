@@ -5,6 +5,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gpt.config import TrainConfig
@@ -157,3 +158,111 @@ def test_the_printed_config_shows_what_the_run_uses(tmp_path):
     assert "workers = " in result.stdout and "(0: one per usable CPU core)" in result.stdout
     assert "note: max_iters 4 <= warmup_iters 100: the whole run is warmup" in result.stdout
 
+
+
+# ---- faults: signals, a second run, damaged checkpoints, memory, a failed save ----
+
+LONG = ["--device", "cpu", "--max-iters", "100000", "--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2",
+        "--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--always-save-checkpoint",
+        "--out-dir", "tmp", "--sample-tokens", "0"]
+
+
+def start(script, *args, cwd):
+    """A program in a session of its own (so that a signal to its process group reaches nothing else)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, script, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(path, process, seconds=60):
+    import time
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else path
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how, code", [("ctrl-c to the process group", 130), ("sigterm to the program", 143)])
+def test_an_interrupted_run_says_where_its_checkpoint_is_and_leaves_nothing_behind(tmp_path, how, code):
+    import signal
+    import time
+    process = start(TRAIN, *LONG, cwd=tmp_path)
+    wait_for(tmp_path / "tmp" / "ckpt.npz", process)
+    time.sleep(0.5)
+    if how.startswith("ctrl-c"):
+        os.killpg(process.pid, signal.SIGINT)        # what a terminal does: the workers get it too
+    else:
+        os.kill(process.pid, signal.SIGTERM)         # a scheduler, `kill`
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted at iteration ") and "the last checkpoint this run saved is tmp/ckpt.npz" in last
+    assert last.endswith("resume with: python examples/train_char_gpt.py --resume --out-dir tmp")
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert survivors == []                               # no worker process outlived the run
+    assert sorted(path.name for path in (tmp_path / "tmp").iterdir() if path.name != "loss.png") == ["ckpt.npz"]
+
+
+def test_a_second_run_in_the_same_out_dir_is_refused_naming_the_first(tmp_path):
+    import signal
+    first = start(TRAIN, *LONG, cwd=tmp_path)
+    try:
+        wait_for(tmp_path / "tmp" / "ckpt.npz", first)
+        second = run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"is in use by another training run (PID {first.pid})" in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.communicate(timeout=60)
+
+
+def test_a_checkpoint_with_nan_weights_is_named_by_every_program(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", "--always-save-checkpoint", cwd=tmp_path).returncode == 0
+    path = tmp_path / "tmp" / "ckpt.npz"
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["model/transformer.wte.weight"] = arrays["model/transformer.wte.weight"] * np.nan
+    np.savez(path, **arrays)
+    for program, args in ((SAMPLE, ["--out-dir", "tmp"]), (TRAIN, ["--resume", "--out-dir", "tmp",
+                                                                    "--max-iters", "8"])):
+        result = run(program, *args, cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "holds NaN or infinite weights (transformer.wte.weight)" in result.stderr
+
+
+def test_resuming_a_finished_run_says_how_to_go_on(tmp_path):
+    assert run(TRAIN, *TINY, "--sample-tokens", "0", "--always-save-checkpoint", cwd=tmp_path).returncode == 0
+    result = run(TRAIN, "--resume", "--out-dir", "tmp", cwd=tmp_path)
+    assert result.returncode == 1 and "nothing to train" in result.stderr and "--max-iters" in result.stderr
+
+
+def test_a_model_larger_than_the_memory_limit_is_refused_before_training(tmp_path):
+    import resource
+
+    def four_gib():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, TRAIN, "--device", "cpu", "--n-embd", "2048", "--n-layer", "8",
+                             "--n-head", "8"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                            preexec_fn=four_gib)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "this process may address (ulimit -v)" in result.stderr and "gradients and AdamW state" in result.stderr
+    assert not (tmp_path / "out-shakespeare-char").exists()
+
+
+def test_a_run_whose_last_save_failed_exits_with_an_error(tmp_path):
+    code = ("import runpy, sys\n"
+            "import gpt.checkpoint as checkpoint\n"
+            "def full(path, *args): raise OSError(28, 'No space left on device')\n"
+            "checkpoint.save_checkpoint = full\n"
+            f"sys.argv = [{TRAIN!r}] + {TINY + ['--sample-tokens', '0', '--always-save-checkpoint']!r}\n"
+            f"runpy.run_path({TRAIN!r}, run_name='__main__')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "warning: could not save" in result.stdout
+    assert "error: the last checkpoint save failed" in result.stderr and "No space left on device" in result.stderr

@@ -370,3 +370,49 @@ def test_gradient_accumulation_averages_like_one_larger_batch(tmp_path, shakespe
     one_batch = first_gradient_norm(tmp_path / "one", batch_size=4)
     accumulated = first_gradient_norm(tmp_path / "two", batch_size=2, gradient_accumulation_steps=2)
     assert accumulated == pytest.approx(one_batch, abs=2e-3)  # the log prints 3 decimals
+
+
+def test_a_failed_save_is_reported_and_the_next_evaluation_saves_again(tmp_path, shakespeare, monkeypatch):
+    real_save, calls = checkpoint.save_checkpoint, []
+
+    def disk_full_once(path, *args):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_save(path, *args)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", disk_full_once)
+    lines = []
+    result = train(tiny(tmp_path, max_iters=4, eval_interval=2, always_save_checkpoint=True), shakespeare,
+                   log=lines.append)
+    warning = next(line for line in lines if line.startswith("warning: could not save"))
+    assert "No space left on device" in warning and "Training goes on" in warning
+    assert result.iter_num == 4 and result.saved_at == [4] and result.save_error is None
+    assert load_checkpoint(tmp_path / "ckpt.npz").iter_num == 4
+
+    def disk_always_full(path, *args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", disk_always_full)
+    result = train(tiny(tmp_path / "full", max_iters=2, eval_interval=2, always_save_checkpoint=True), shakespeare,
+                   log=quiet)
+    assert result.saved_at == [] and "iteration 2: could not save" in result.save_error
+
+
+def test_resuming_a_finished_run_says_how_to_go_on(tmp_path, shakespeare):
+    train(tiny(tmp_path, max_iters=2, eval_interval=2, always_save_checkpoint=True), shakespeare, log=quiet)
+    with pytest.raises(training.NothingToTrain, match=r"iteration 2 and max_iters is 2: nothing to train; .*"
+                                                       r"larger --max-iters.*--eval-only"):
+        train(tiny(tmp_path, max_iters=2, init_from="resume"), shakespeare, log=quiet)
+    assert len(train(tiny(tmp_path, max_iters=2, init_from="resume", eval_only=True), shakespeare,
+                     log=quiet).evals) == 1
+
+
+def test_a_fresh_run_names_the_checkpoints_kept_in_its_out_dir(tmp_path, shakespeare):
+    for _ in range(2):
+        train(tiny(tmp_path, max_iters=2, eval_interval=2, always_save_checkpoint=True), shakespeare, log=quiet)
+    lines = []
+    train(tiny(tmp_path, max_iters=2, eval_interval=2, always_save_checkpoint=True), shakespeare, log=lines.append)
+    assert any(line.startswith(f"note: {tmp_path} keeps 1 earlier run's checkpoint (ckpt-previous-*.npz; the "
+                               f"newest: ckpt-previous-") for line in lines)
+    assert len(list(tmp_path.glob("ckpt-previous-*.npz"))) == 2

@@ -14,6 +14,7 @@ Needs os.fork (Linux, macOS); elsewhere use DataParallel.
 """
 import mmap
 import multiprocessing
+import signal
 import traceback
 import weakref
 from functools import partial
@@ -37,6 +38,8 @@ def _shared_arrays(like):
 
 def _serve(connection, model, gradients):
     """A worker's loop: forward and backward on the shards the main process sends, until told to stop."""
+    # Ctrl-C in a terminal reaches the whole process group: the main process handles it and stops its workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parameters, slots, loss = model.parameters(), generator_slots(model), None
     while True:
         command, payload = connection.recv()
