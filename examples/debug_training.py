@@ -10,12 +10,16 @@ Run:  python examples/debug_training.py [--seed N]
 """
 import argparse
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from gpt import GPT, GPTConfig
-from optim import global_grad_norm
-from tinygrad_ed import Tensor
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
+
+from gpt import GPT, GPTConfig  # noqa: E402
+from optim import global_grad_norm  # noqa: E402
+from tinygrad_ed import Tensor  # noqa: E402
 
 
 def main(argv=None):

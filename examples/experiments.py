@@ -7,21 +7,26 @@
   init-loss  FAQ Q1 "为什么loss一开始很高？": the loss of a fresh model against ln 65 ≈ 4.17, over several seeds
   all        all four, in this order
 
-Run:  python examples/experiments.py lr [--iters 30] [--seed 1337]
+Run:  python examples/experiments.py                    all four
+      python examples/experiments.py lr [--iters 30] [--seed 1337]
 Each experiment takes well under a minute on two CPU cores. Its curves are drawn with gpt.plot.text_plot.
 """
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from gpt import GPT, CharDataset, GPTConfig
-from gpt.data import Batches
-from gpt.plot import text_plot
-from gpt.step import configure_optimizers, train_step
-from optim import SGD, global_grad_norm
-from tinygrad_ed import Tensor, no_grad
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
+
+from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
+from gpt.data import Batches  # noqa: E402
+from gpt.plot import text_plot  # noqa: E402
+from gpt.step import configure_optimizers, train_step  # noqa: E402
+from optim import SGD, global_grad_norm  # noqa: E402
+from tinygrad_ed import Tensor, no_grad  # noqa: E402
 
 # A small GPT (105k parameters) that trains at many iterations a second on a CPU: the behaviour each experiment
 # shows (explosion, SGD vs AdamW, ...) is the same at nanoGPT's size, only slower to watch.
@@ -236,7 +241,8 @@ def experiment_init_loss(dataset, seeds=5, seed=SEED):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="the chapter's 'try it' experiments")
-    parser.add_argument("experiment", choices=["lr", "optim", "accum", "init-loss", "all"])
+    parser.add_argument("experiment", nargs="?", default="all", choices=["lr", "optim", "accum", "init-loss", "all"],
+                        help="which experiment (default: all four, in this order)")
     parser.add_argument("--iters", type=int, default=None,
                         help="training iterations for lr (default 30) and optim (default 100)")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the initial weights and of the batches")

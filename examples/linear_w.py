@@ -20,11 +20,15 @@ Run:  python examples/linear_w.py                      the chapter's numbers, th
 """
 import argparse
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from gpt.plot import text_plot
-from tinygrad_ed import Tensor
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
+
+from gpt.plot import text_plot  # noqa: E402
+from tinygrad_ed import Tensor  # noqa: E402
 
 X_TRAIN = [1.0, 2.0, 3.0, 4.0, 5.0]
 Y_TRAIN = [2.0, 4.0, 6.0, 8.0, 10.0]  # the true rule y = 2x, which the model does not know

@@ -11,31 +11,38 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from gpt.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, restore
-from gpt.config import TrainConfig
-from gpt.model import GPT
-from tinygrad_ed import Tensor, cuda_available
-from tinygrad_ed.device import DEVICES
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
+
+from gpt.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, restore  # noqa: E402
+from gpt.config import TrainConfig  # noqa: E402
+from gpt.model import GPT  # noqa: E402
+from tinygrad_ed import Tensor, cuda_available  # noqa: E402
+from tinygrad_ed.device import DEVICES  # noqa: E402
 
 DEFAULT_CHECKPOINT = os.path.join(TrainConfig.out_dir, CHECKPOINT_NAME)  # where train_char_gpt.py saves by default
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="generate text from a trained character GPT",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="generate text from a trained character GPT")
     parser.add_argument("--checkpoint", default=None,
                         help=f"the ckpt.npz to load (default: {DEFAULT_CHECKPOINT}, where train_char_gpt.py saves)")
     parser.add_argument("--out-dir", "--out_dir", default=None,
                         help="load OUT_DIR/ckpt.npz: the folder train_char_gpt.py --out-dir saved into")
     parser.add_argument("--start", default="\n", help="the text to continue (default: %(default)r)")
-    parser.add_argument("--num-tokens", "--num_tokens", "--max-new-tokens", "--max_new_tokens", type=int, default=500, help="characters to generate")
-    parser.add_argument("--num-samples", "--num_samples", type=int, default=1, help="independent samples")
-    parser.add_argument("--temperature", type=float, default=0.8, help="> 0; lower is more conservative")
-    parser.add_argument("--top-k", "--top_k", type=int, default=200, help="draw from the k likeliest; 0 for all")
-    parser.add_argument("--seed", type=int, default=1337, help="the same seed gives the same text")
+    parser.add_argument("--num-tokens", "--num_tokens", "--max-new-tokens", "--max_new_tokens", type=int, default=500,
+                        help="characters to generate (default: %(default)s)")
+    parser.add_argument("--num-samples", "--num_samples", type=int, default=1,
+                        help="independent samples (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="> 0; lower is more conservative (default: %(default)s)")
+    parser.add_argument("--top-k", "--top_k", type=int, default=200,
+                        help="draw from the k likeliest; 0 for all (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="the same seed gives the same text (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default=None,
                         help="cpu or cuda (default: cuda when cupy sees a GPU, else cpu)")
     args = parser.parse_args(argv)

@@ -17,16 +17,19 @@ import os
 import signal
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 
-from gpt.checkpoint import CheckpointError
-from gpt.config import TrainConfig, add_flags, make_config
-from gpt.data import CharDataset
-from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration
-from gpt.plot import save_png, text_plot
-from gpt.training import NothingToTrain, TrainingDiverged, TrainingInterrupted, train
-from tinygrad_ed import Tensor, cuda_available
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
+
+from gpt.checkpoint import CheckpointError  # noqa: E402
+from gpt.config import TrainConfig, add_flags, make_config  # noqa: E402
+from gpt.data import CharDataset  # noqa: E402
+from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration  # noqa: E402
+from gpt.plot import save_png, text_plot  # noqa: E402
+from gpt.training import NothingToTrain, TrainingDiverged, TrainingInterrupted, train  # noqa: E402
+from tinygrad_ed import Tensor, cuda_available  # noqa: E402
 
 
 # how a setting given as None or 0 is decided, for the printed config

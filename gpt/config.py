@@ -280,9 +280,11 @@ def add_flags(parser):
     cpu, gpu = cpu_preset(), gpu_preset()
     for item in fields(TrainConfig):
         names = ["--" + item.name.replace("_", "-")] + (["--" + item.name] if "_" in item.name else [])
+        on_cpu, on_gpu = getattr(cpu, item.name), getattr(gpu, item.name)
+        presets = f"both presets: {on_cpu!r}" if on_cpu == on_gpu else f"cpu preset: {on_cpu!r}, cuda preset: " \
+                                                                           f"{on_gpu!r}"
         options = dict(default=argparse.SUPPRESS, dest=item.name, choices=item.metadata["choices"],
-                       help=f"{item.metadata['help']} (cpu preset: {getattr(cpu, item.name)!r}, cuda preset: "
-                            f"{getattr(gpu, item.name)!r})".replace("%", "%%"))
+                       help=f"{item.metadata['help']} ({presets})".replace("%", "%%"))
         if item.type is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:

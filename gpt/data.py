@@ -87,6 +87,9 @@ class CharDataset:
     """
 
     def __init__(self, text=None, path=DEFAULT_TEXT_PATH, train_fraction=0.9):
+        if text is not None and not isinstance(text, str):
+            hint = " (decode it first: text.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+            raise TypeError(f"text must be a str, got {type(text).__name__}{hint}")
         if text is None:
             path = Path(path)
             if not path.is_file():

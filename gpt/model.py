@@ -158,7 +158,11 @@ class GPT(Module):
         return 6 * N + 12 * L * H * Q * T
 
     def _check_tokens(self, name, tokens):
-        if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.dtype.kind not in "iu":
+        if not isinstance(tokens, Tensor):
+            raise TypeError(f"{name} must be a 2-D Tensor of integer token ids (B, T), got a "
+                            f"{type(tokens).__module__}.{type(tokens).__name__} {getattr(tokens, 'shape', '')} "
+                            f"{getattr(tokens, 'dtype', '')}: wrap it, Tensor({name})")
+        if tokens.ndim != 2 or tokens.dtype.kind not in "iu":
             raise TypeError(f"{name} must be a 2-D Tensor of integer token ids (B, T), got "
                             f"{getattr(tokens, 'shape', type(tokens))} {getattr(tokens, 'dtype', '')}")
         if tokens.device != self.device:
@@ -170,10 +174,15 @@ class GPT(Module):
     @no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
         """Append max_new_tokens sampled tokens to idx (B, T), one at a time, feeding each back in."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be at least 1 (or None for no limit), got {top_k}")
+        self._check_tokens("idx", idx)
+        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature)
+                and temperature > 0):
+            raise ValueError(f"temperature must be positive, got {temperature!r} (a finite number > 0)")
+        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
         generator = generator if generator is not None else np.random.default_rng()
         tokens = idx.numpy()
         for _ in range(max_new_tokens):

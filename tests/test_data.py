@@ -160,3 +160,9 @@ def test_batch_on_cuda_matches_cpu(shakespeare):
     assert x.device == y.device == "cuda"
     assert (x.numpy() == x_cpu.numpy()).all() and (y.numpy() == y_cpu.numpy()).all()
     assert shakespeare.tokenizer.decode(x[0]) == shakespeare.tokenizer.decode(x_cpu[0])
+
+
+def test_text_given_as_bytes_is_named():
+    with pytest.raises(TypeError, match=r"text must be a str, got bytes \(decode it first: text.decode\('utf-8'\)\)"):
+        CharDataset(text=b"to be or not to be")
+

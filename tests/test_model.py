@@ -495,6 +495,20 @@ def test_generate_with_a_seeded_generator_reproduces():
     assert not np.array_equal(first, other)   # 24 near-uniform draws from 11 tokens: equal by chance ~1e-25
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(max_new_tokens=-5), "max_new_tokens must be an integer >= 0, got -5"),      # returned the input unchanged
+    (dict(max_new_tokens=2.5), "max_new_tokens must be an integer >= 0, got 2.5"),
+    (dict(max_new_tokens=3, temperature=math.nan), "temperature must be positive, got nan"),  # numpy's error
+    (dict(max_new_tokens=3, top_k=0), "top_k must be an integer >= 1"),
+])
+def test_generate_checks_its_arguments_before_sampling(arguments, message):
+    model = GPT(tiny_config())
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.generate(Tensor(np.zeros((1, 1), dtype=np.int64)), **arguments)
+    with pytest.raises(TypeError, match=r"got a numpy.ndarray \(1, 1\) int64: wrap it, Tensor\(idx\)"):
+        model.generate(np.zeros((1, 1), dtype=np.int64), 1)
+
+
 @pytest.mark.parametrize("temperature", [0.0, -1.0])
 def test_generate_rejects_a_non_positive_temperature(temperature):
     model = GPT(tiny_config())
