@@ -13,6 +13,7 @@ With --explain it runs only iteration 0 and prints it as the chapter's part 3, s
 (gpt/explain.py); nothing is saved.
 """
 import argparse
+import math
 import os
 import signal
 import sys
@@ -116,7 +117,7 @@ def main(argv=None):
         print(f"final (iteration {iteration}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
               f"best val loss {result.best_val_loss:.4f}")
     print(f"time: {result.elapsed_s:.2f} s in all, " + (f"{result.ms_per_iter:.1f} ms per training iteration"
-                                                        if result.logs or result.iter_num else
+                                                        if math.isfinite(result.ms_per_iter) else
                                                         "no training iteration ran"))
     series = {"train (one batch)": ([i for i, _ in result.logs], [loss for _, loss in result.logs]),
               "train": ([i for i, _, _ in result.evals], [loss for _, loss, _ in result.evals]),

@@ -236,6 +236,9 @@ def test_resuming_a_finished_run_says_how_to_go_on(tmp_path):
     assert run(TRAIN, *TINY, "--sample-tokens", "0", "--always-save-checkpoint", cwd=tmp_path).returncode == 0
     result = run(TRAIN, "--resume", "--out-dir", "tmp", cwd=tmp_path)
     assert result.returncode == 1 and "nothing to train" in result.stderr and "--max-iters" in result.stderr
+    evaluated = run(TRAIN, "--resume", "--out-dir", "tmp", "--eval-only", "--sample-tokens", "0", cwd=tmp_path)
+    assert evaluated.returncode == 0 and "no training iteration ran" in evaluated.stdout   # not "nan ms"
+    assert "nan ms" not in evaluated.stdout
 
 
 def test_a_model_larger_than_the_memory_limit_is_refused_before_training(tmp_path):

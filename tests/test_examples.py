@@ -76,7 +76,8 @@ def test_every_example_runs_from_a_clone_without_pip_install(tmp_path):
     for example, args in (("linear_w.py", []), ("debug_training.py", []),
                           ("train_char_gpt.py", ["--device", "cpu", "--max-iters", "2", "--eval-iters", "1",
                                                  "--out-dir", "out", "--sample-tokens", "5"]),
-                          ("sample.py", ["--out-dir", "out", "--num-tokens", "5"])):
+                          ("sample.py", ["--out-dir", "out", "--num-tokens", "5"]),
+                          ("experiments.py", ["accum"])):
         result = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / example), *args], cwd=tmp_path,
                                 env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, (example, result.stderr[-2000:])
