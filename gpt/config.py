@@ -8,7 +8,6 @@ import argparse
 import copy
 import math
 import os
-import resource
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
@@ -217,6 +216,7 @@ def _check_type(config, item):
 def available_memory():
     """(bytes, what limits them): the least of this machine's memory, this process's address-space limit
     (ulimit -v) and its cgroup's limit (a container's)."""
+    import resource  # POSIX, as os.sysconf: check_memory asks only where sysconf exists
     limits = [(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "of this machine's memory")]
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
