@@ -187,13 +187,17 @@ def test_an_interrupted_run_says_where_its_checkpoint_is_and_leaves_nothing_behi
     import signal
     import time
     process = start(TRAIN, *LONG, cwd=tmp_path)
-    wait_for(tmp_path / "tmp" / "ckpt.npz", process)
-    time.sleep(0.5)
-    if how.startswith("ctrl-c"):
-        os.killpg(process.pid, signal.SIGINT)        # what a terminal does: the workers get it too
-    else:
-        os.kill(process.pid, signal.SIGTERM)         # a scheduler, `kill`
-    _, err = process.communicate(timeout=60)
+    try:
+        wait_for(tmp_path / "tmp" / "ckpt.npz", process)
+        time.sleep(0.5)
+        if how.startswith("ctrl-c"):
+            os.killpg(process.pid, signal.SIGINT)    # what a terminal does: the workers get it too
+        else:
+            os.kill(process.pid, signal.SIGTERM)     # a scheduler, `kill`
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:                   # the test failed before the run ended: end it here
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == code, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
