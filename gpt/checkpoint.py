@@ -97,6 +97,11 @@ KEPT_PATTERN = "ckpt-previous-*.npz"  # an earlier run's checkpoint, kept by a f
 LOCK_NAME = ".lock"                   # held by the run that saves into the out_dir (it holds the run's PID)
 
 
+def kept_checkpoints(folder):
+    """The earlier runs' checkpoints a folder keeps (KEPT_PATTERN), oldest first."""
+    return sorted(glob.glob(os.path.join(glob.escape(folder or "."), KEPT_PATTERN)))
+
+
 class CheckpointSaver:
     """Where a run saves, out_dir/ckpt.npz, and what guards what is already there:
 
@@ -135,7 +140,7 @@ class CheckpointSaver:
 
     def kept(self):
         """The earlier runs' checkpoints kept in out_dir, oldest first."""
-        return sorted(glob.glob(os.path.join(glob.escape(self.out_dir), KEPT_PATTERN)))
+        return kept_checkpoints(self.out_dir)
 
     def save(self, *state):
         """save_checkpoint(self.path, *state); returns where the earlier run's checkpoint was kept, or None.
@@ -259,7 +264,7 @@ def load_checkpoint(path, model_config=None):
     that shape (only dropout may differ). Any problem raises CheckpointError naming the path and the problem."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        kept = sorted(glob.glob(os.path.join(glob.escape(os.path.dirname(path) or "."), KEPT_PATTERN)))
+        kept = kept_checkpoints(os.path.dirname(path))
         raise CheckpointError(f"no checkpoint file at {path!r}" + (
             f"; that folder keeps earlier runs' checkpoints ({', '.join(os.path.basename(k) for k in kept)}): "
             f"copy one to {CHECKPOINT_NAME} to resume from it" if kept else ""))
