@@ -72,24 +72,61 @@ def flops_per_iter(size):
 class OurStep:
     """Our GPT of a model_spec and the training step every benchmark times: train_step (forward, backward, clip,
     AdamW over configure_optimizers' groups with optimizer_settings(), zero_grad), the batch split over `workers`
-    data-parallel workers on the cpu. `state_dict` starts it from given weights (else seed 1337's).
+    ranks on the cpu as train() splits it (DistributedDataParallel, local backend). `state_dict` starts it from
+    given weights (else seed 1337's).
+
+    The other ranks are forked here and follow rank 0's calls: each call first hands them its batch through the
+    group (a broadcast of the token ids, which a training run does not need, since every rank draws the batch
+    itself: tens of microseconds). close() ends them, as does the end of this process.
     The imports happen here, not at the top: a caller may first choose which checkout's code it measures."""
 
     def __init__(self, spec, workers, device="cpu", state_dict=None):
         from gpt import GPT, GPTConfig
         from gpt.step import configure_optimizers
-        from tinygrad_ed.parallel import data_parallel
+        from tinygrad_ed.distributed import DistributedDataParallel, init_process_group
         self.raw_model = GPT(GPTConfig(**spec), device=device)
         if state_dict is not None:
             self.raw_model.load_state_dict(state_dict)
         self.lr, betas, weight_decay, self.grad_clip = optimizer_settings()
         self.optimizer = configure_optimizers(self.raw_model, weight_decay, self.lr, betas)
-        self.model = data_parallel(self.raw_model, workers if device == "cpu" else 1)
+        self.group = init_process_group("local", workers if device == "cpu" else 1)
+        self.model = DistributedDataParallel(self.raw_model, self.group)
+        if self.group.rank != 0:
+            self._follow()
 
     def __call__(self, X, Y, observer=None):
         from gpt.step import train_step
+        if self.group.world_size > 1:
+            import numpy as np
+            self.group.broadcast(np.array([1, *X.shape], dtype=np.int64))   # 1: a step of this shape follows
+            self.group.broadcast(np.ascontiguousarray(X.numpy(), dtype=np.int64))
+            self.group.broadcast(np.ascontiguousarray(Y.numpy(), dtype=np.int64))
         return train_step(self.model, self.optimizer, (X, Y), lambda: (X, Y), self.lr, grad_clip=self.grad_clip,
                           observer=observer)
+
+    def _follow(self):
+        """A forked rank's life: the steps rank 0 is asked for, on the batches it hands over, until it closes."""
+        import numpy as np
+        from tinygrad_ed import Tensor
+        from gpt.step import train_step
+        with self.group:
+            while True:
+                header = np.zeros(3, dtype=np.int64)
+                self.group.broadcast(header)
+                if header[0] == 0:
+                    break
+                X, Y = np.empty(header[1:], dtype=np.int64), np.empty(header[1:], dtype=np.int64)
+                self.group.broadcast(X)
+                self.group.broadcast(Y)
+                X, Y = Tensor(X), Tensor(Y)
+                train_step(self.model, self.optimizer, (X, Y), lambda: (X, Y), self.lr, grad_clip=self.grad_clip)
+
+    def close(self):
+        """End the other ranks."""
+        if self.group.world_size > 1:
+            import numpy as np
+            self.group.broadcast(np.zeros(3, dtype=np.int64))
+        self.group.close()
 
 
 def training_step(size, workers, batches=8):

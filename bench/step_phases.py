@@ -17,7 +17,7 @@ import harness
 harness.quiet_blas_threads()
 
 from gpt.step import StepObserver  # noqa: E402
-from tinygrad_ed.parallel import usable_cores  # noqa: E402
+from tinygrad_ed.distributed.local import usable_cores  # noqa: E402
 
 
 class Marks(StepObserver):

@@ -38,7 +38,7 @@ from pathlib import Path
 import harness
 
 
-# NOTE: tinygrad_ed.parallel.usable_cores says the same, but importing it would import numpy, which must wait until
+# NOTE: tinygrad_ed.distributed.local.usable_cores says the same, but importing it would import numpy, which must wait until
 # the thread counts are in the environment (below)
 def _default_threads():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -31,10 +31,12 @@ from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration  # noqa: E402
 from gpt.plot import save_png, text_plot  # noqa: E402
 from gpt.training import NothingToTrain, TrainingDiverged, TrainingInterrupted, train  # noqa: E402
 from tinygrad_ed import Tensor, cuda_available  # noqa: E402
+from tinygrad_ed.distributed import RankFailed, launch_rank  # noqa: E402
 
 
 # how a setting given as None or 0 is decided, for the printed config
-_FOLLOWS = {"lr_decay_iters": "follows max_iters", "workers": "one per usable CPU core"}
+_FOLLOWS = {"lr_decay_iters": "follows max_iters", "workers": "one per usable CPU core, or mpiexec's -n",
+            "backend": "nccl on cuda, mpi under mpiexec, else local"}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -100,16 +102,20 @@ def main(argv=None):
     if args.sample_tokens and len(start) == 0:
         parser.error("--start needs at least one character for the model to continue")
 
-    print("config:")
-    used = config.resolved()  # the settings that follow others, as this run uses them
-    for field in fields(config):
-        given, value = getattr(config, field.name), getattr(used, field.name)
-        print(f"  {field.name} = {value!r}" + ("" if given == value else f"   ({given!r}: {_FOLLOWS[field.name]})"))
+    master_process = launch_rank() == 0  # under mpiexec every rank runs this program: rank 0 alone prints
+    if master_process:
+        print("config:")
+        used = config.resolved()  # the settings that follow others, as this run uses them
+        for field in fields(config):
+            given, value = getattr(config, field.name), getattr(used, field.name)
+            print(f"  {field.name} = {value!r}" + ("" if given == value else f"   ({given!r}: {_FOLLOWS[field.name]})"))
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the run as Ctrl-C does (see the end of this file)
     try:
         result = train(config, dataset, progress=True)
-    except (CheckpointError, NothingToTrain, TrainingDiverged) as error:
+    except (CheckpointError, NothingToTrain, TrainingDiverged, RankFailed) as error:
         sys.exit(f"error: {error}")
+    if result is None:  # a rank other than 0 under mpiexec: rank 0 reports the run
+        return
 
     # the losses, the time, and the loss curve (chapter part 4)
     if result.evals:

@@ -14,11 +14,17 @@ from typing import Optional
 from gpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from gpt.model import GPTConfig
 from tinygrad_ed.device import DEVICES, cuda_available
-from tinygrad_ed.parallel import usable_cores
+from tinygrad_ed.distributed import BACKENDS, default_backend, launched_by_mpi
+from tinygrad_ed.distributed.local import usable_cores
 
 
 DTYPES = ("float32", "float16")
 INIT_FROM = ("scratch", "resume")
+# what a resumed run takes from this machine, not from the checkpoint
+MACHINE_SETTINGS = ("device", "workers", "backend")
+# a rank slice smaller than this many tokens costs more in meeting the other ranks than its share of the work saves:
+# an automatic worker count stays below batch_size × block_size / MIN_SLICE_TOKENS
+MIN_SLICE_TOKENS = 256
 
 
 def setting(default, why, choices=None):
@@ -71,8 +77,11 @@ class TrainConfig:
     dtype: str = setting("float32", "float16 runs forward/backward in half precision with loss scaling (cuda)",
                          choices=DTYPES)
     seed: int = setting(1337, "seeds the weights, the batches and dropout: the same seed, the same run")
-    workers: int = setting(0, "processes that split each batch; 0 = one per CPU core (1 on cuda, where one GPU "
-                              "is one worker; tinygrad_ed/parallel)")
+    workers: int = setting(0, "ranks (processes) that split each batch, with the local backend; 0 = one per CPU "
+                              "core (fewer for a small batch; 1 on cuda). Under mpiexec, its -n decides")
+    backend: str = setting("auto", "how the ranks meet (tinygrad_ed/distributed): local = processes this program "
+                                   "starts, mpi = the processes mpiexec starts, nccl = one process per GPU; auto: "
+                                   "nccl on cuda, mpi under mpiexec, else local", choices=("auto",) + BACKENDS)
     peak_flops: Optional[float] = setting(None, "the device's peak FLOP/s for the MFU in the log; none: "
                                                 "assumed_peak_flops(). An assumption you state, not a "
                                                 "measurement: e.g. 312e12 (A100 bf16 tensor cores, nanoGPT's "
@@ -100,6 +109,16 @@ class TrainConfig:
             _require(self, name, getattr(self, name) >= 0, ">= 0")
         _require(self, "seed", self.seed < 2 ** 63, "below 2**63")
         _require(self, "workers", self.workers >= 0, ">= 0 (0 = one per CPU core)")
+        _require(self, "backend", self.backend in ("auto",) + BACKENDS, f"one of auto, {', '.join(BACKENDS)}")
+        backend = self.backend_used()
+        if backend == "nccl" and self.device != "cuda":
+            raise ValueError("backend 'nccl' sums gradients on GPUs: it needs device='cuda'; on the cpu use 'local' "
+                             "or 'mpi'")
+        if backend in ("local", "mpi") and self.device == "cuda":
+            raise ValueError(f"backend {backend!r} sums numpy arrays on the cpu; on cuda use 'nccl' (several GPUs: "
+                             f"mpiexec -n <GPUs> python examples/train_char_gpt.py --device cuda)")
+        _require(self, "workers", self.worker_count() <= self.batch_size,
+                 f"at most batch_size ({self.batch_size}): every rank needs at least one sequence of each batch")
         _require(self, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
         _require(self, "learning_rate", self.learning_rate > 0, "> 0")
         _require(self, "weight_decay", self.weight_decay >= 0, ">= 0")
@@ -127,9 +146,9 @@ class TrainConfig:
 
     def resolved(self):
         """These settings with the defaults that depend on others (or on the machine) filled in as this run uses
-        them: lr_decay_iters, and the number of data-parallel workers. A checkpoint saves these."""
+        them: lr_decay_iters, the world size and the backend. A checkpoint saves these."""
         used = copy.copy(self)  # not replace(): these settings were checked when they were made
-        used.lr_decay_iters, used.workers = self.decay_iters, self.worker_count()
+        used.lr_decay_iters, used.workers, used.backend = self.decay_iters, self.worker_count(), self.backend_used()
         return used
 
     def notes(self):
@@ -140,16 +159,25 @@ class TrainConfig:
                          f"and the learning rate never reaches learning_rate {self.learning_rate:g}; lower "
                          f"--warmup-iters for a short run")
         cores = usable_cores()
-        if self.device == "cpu" and self.worker_count() > cores:
+        if self.backend_used() == "local" and self.worker_count() > cores:
             notes.append(f"workers {self.worker_count()} on {cores} usable CPU cores: the workers take turns on the "
                          f"cores, and each step is slower than with --workers {cores}")
         return notes
 
+    def backend_used(self):
+        """The transport the ranks meet through: `backend`, or for auto, tinygrad_ed.distributed's default."""
+        return default_backend(self.device) if self.backend == "auto" else self.backend
+
     def worker_count(self):
-        """How many data-parallel workers train() uses: `workers`, or one per usable core on the cpu, 1 on cuda."""
+        """The run's world size: mpiexec's -n under mpiexec; else `workers`, or on the cpu one per usable core (but
+        no rank slice under MIN_SLICE_TOKENS tokens, and 1 where the OS cannot fork), 1 on cuda."""
+        if launched_by_mpi():
+            return int(os.environ.get("PMI_SIZE") or os.environ["OMPI_COMM_WORLD_SIZE"])
         if self.workers:
             return self.workers
-        return usable_cores() if self.device == "cpu" else 1
+        if self.device != "cpu" or not hasattr(os, "fork"):
+            return 1
+        return max(1, min(usable_cores(), self.batch_size, self.batch_size * self.block_size // MIN_SLICE_TOKENS))
 
     def tokens_per_iter(self):
         """Tokens one update learns from: batch_size × block_size × gradient_accumulation_steps."""
@@ -298,10 +326,10 @@ def make_config(overrides):
     overrides = dict(overrides)
     device = overrides.pop("device", None) or ("cuda" if cuda_available() else "cpu")
     if overrides.get("init_from") == "resume":
-        # continue with the settings the run was saved with; the device is this machine's, not the checkpoint's
+        # continue with the settings the run was saved with; the device and the ranks are this machine's
         path = os.path.join(overrides.get("out_dir", TrainConfig.out_dir), CHECKPOINT_NAME)
         saved = load_checkpoint(path).train_config  # the whole file is checked here, before any work
         known = {item.name for item in fields(TrainConfig)}
-        base = {name: value for name, value in saved.items() if name in known and name != "device"}
+        base = {name: value for name, value in saved.items() if name in known and name not in MACHINE_SETTINGS}
         return TrainConfig(**{**base, "device": device, **overrides})
     return replace(cpu_preset() if device == "cpu" else gpu_preset(), **{"device": device, **overrides})

@@ -3,7 +3,7 @@
     python examples/train_char_gpt.py --explain [--lang zh] [--explain-param NAME[i,j]] [any TrainConfig flag]
 
 explain_iteration() runs iteration 0 of train() in gpt/training.py: the same initialise(config) (model, AdamW,
-batches, data-parallel workers), the same learning rate and the same train_step, which it watches through a
+batches, DistributedDataParallel, on one rank), the same learning rate and the same train_step, which it watches through a
 StepObserver; nothing of the update is computed beside it (what it adds, the norm after clipping and the ratios per
 group, is measured on the step's own arrays). What it prints is train(config)'s first update, in order:
 
@@ -31,6 +31,7 @@ from gpt.data import CharDataset
 from gpt.progress import update_ratio
 from gpt.step import StepObserver, train_step
 from gpt.training import initialise, scheduled_lr
+from tinygrad_ed.distributed import ProcessGroup
 from optim import clip_factor, global_grad_norm
 from tinygrad_ed.device import to_device
 
@@ -311,7 +312,9 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
     # ---- 1. initialisation, train()'s own; AdamW records the followed entry's m, v, m̂, v̂, ... as it updates it
     dataset = dataset if dataset is not None else CharDataset()
     tokenizer = dataset.tokenizer
-    raw_model, model, optimizer, _, batches = initialise(config, dataset)
+    # on one rank: DistributedDataParallel computes the same function at every world size, and one process can
+    # print every number of the step (with several, each would hold its slice's share until the gradients meet)
+    raw_model, model, optimizer, _, batches = initialise(config, dataset, ProcessGroup())
     name, param, index = parse_param_spec(param_spec, raw_model)
     watch_key = optimizer.watch(param, index)
     group = next(g for g in optimizer.param_groups if any(param is p for p in g["params"]))  # w's group

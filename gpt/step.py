@@ -2,6 +2,8 @@
 and the GPU scripts call `train_step`. nanoGPT's train.py inner loop, line for line:
 
     for micro_step in range(gradient_accumulation_steps):
+        if ddp:
+            model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         logits, loss = model(X, Y)
         loss = loss / gradient_accumulation_steps
         X, Y = get_batch('train')
@@ -20,6 +22,7 @@ from typing import Optional
 
 from optim import AdamW, GradScaler, clip_grad_norm_, global_grad_norm, weight_decay_groups
 from tinygrad_ed import Tensor
+from tinygrad_ed.distributed import DistributedDataParallel
 
 
 
@@ -59,7 +62,8 @@ def train_step(model, optimizer, batch, get_batch, lr, accumulation_steps=1, gra
     """One iteration: set the learning rate, accumulate gradients over `accumulation_steps` micro-batches, clip,
     update, zero the gradients.
 
-    model        computes (logits, mean loss) from (X, Y): a GPT, or a wrapper of one (data-parallel, float16)
+    model        computes (logits, mean loss) from (X, Y): a GPT, or a wrapper of one (DistributedDataParallel,
+                 float16)
     optimizer    updates the parameters that the model's gradients land on
     batch        (X, Y) of this iteration's first micro-step; get_batch() draws each next one
     lr           this iteration's learning rate (step 2.1: the caller's schedule, get_lr or a constant)
@@ -77,6 +81,9 @@ def train_step(model, optimizer, batch, get_batch, lr, accumulation_steps=1, gra
 
     # step 2.2: gradient accumulation over micro-batches
     for micro_step in range(accumulation_steps):
+        # data parallel: the ranks sum their gradients once, in the last micro-step's backward (nanoGPT's rule)
+        if isinstance(model, DistributedDataParallel):
+            model.require_backward_grad_sync = micro_step == accumulation_steps - 1
         # a) forward; dividing the loss makes the summed gradients the mean over the micro-batches, not their sum
         logits, loss = model(X, Y)
         scaled_loss = loss / accumulation_steps

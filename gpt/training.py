@@ -29,8 +29,8 @@ from gpt.progress import RunLogger
 from gpt.step import configure_optimizers, train_step
 from optim import AdamW, GradScaler, get_lr
 from tinygrad_ed import no_grad
+from tinygrad_ed.distributed import DistributedDataParallel, RankFailed, init_process_group, launch_rank
 from tinygrad_ed.mixed_precision import HalfPrecision
-from tinygrad_ed.parallel import data_parallel
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,11 +53,11 @@ class NothingToTrain(Exception):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (or a SIGTERM the program turned into one) ended the run; it says what is on disk."""
 
-    def __init__(self, iter_num, last_saved_at, checkpoint_path):
+    def __init__(self, iter_num, last_saved_at, checkpoint_path, cause=None):
         self.iter_num, self.last_saved_at, self.checkpoint_path = iter_num, last_saved_at, checkpoint_path
         on_disk = (f"the last checkpoint this run saved is {checkpoint_path} (iteration {last_saved_at})"
                    if last_saved_at is not None else f"this run saved no checkpoint to {checkpoint_path}")
-        super().__init__(f"interrupted at iteration {iter_num}; {on_disk}")
+        super().__init__(f"interrupted at iteration {iter_num}" + (f" ({cause})" if cause else "") + f"; {on_disk}")
 
 
 @dataclass
@@ -76,11 +76,12 @@ class TrainResult:
     save_error: Optional[str] = None  # the last save, when it failed and no later one succeeded
 
 
-def initialise(config, dataset):
+def initialise(config, dataset, group):
     """Step 1 of the diagram (初始化), from config.seed: returns (raw_model, model, optimizer, scaler, batches).
 
     As in nanoGPT, the model has two names: raw_model is the GPT itself, which the optimizer updates and a checkpoint
-    saves; model is what computes, raw_model behind the optional machinery this run uses.
+    saves; model is what computes, raw_model behind the optional machinery this run uses. `group` is the run's
+    process group (tinygrad_ed/distributed): this rank computes its slice of every batch.
     """
     raw_model = GPT(config.model_config(dataset.tokenizer.vocab_size), device=config.device, seed=config.seed)
     optimizer = configure_optimizers(raw_model, config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
@@ -88,8 +89,9 @@ def initialise(config, dataset):
     # itself overflows float16 (max 65504)
     scaler = GradScaler(init_scale=2.0 ** 15, enabled=config.dtype == "float16")
     # the optional machinery, named once: float16 compute on the float32 weights (tinygrad_ed/mixed_precision.py),
-    # then every CPU core, each worker on a slice of the batch (tinygrad_ed/parallel)
-    model = data_parallel(HalfPrecision(raw_model) if config.dtype == "float16" else raw_model, config.worker_count())
+    # then this rank's slice of each batch, the gradients summed over the ranks (tinygrad_ed/distributed). Also one
+    # rank is wrapped: one process computes the same function as several
+    model = DistributedDataParallel(HalfPrecision(raw_model) if config.dtype == "float16" else raw_model, group)
     batches = Batches(dataset, config.batch_size, config.block_size, config.seed, config.device)
     return raw_model, model, optimizer, scaler, batches
 
@@ -130,22 +132,37 @@ def train(config, dataset=None, log=print, progress=False):
     log       called with each line of text (print by default)
     progress  draw a progress bar on stderr
     Ctrl-C (KeyboardInterrupt) ends it with TrainingInterrupted, which says where the last checkpoint is.
+
+    Data parallel: config.worker_count() ranks run the loop below, each on its slice of every batch; rank 0 alone
+    logs and saves, and is the one that returns. With the local backend the other ranks are forked here and exit
+    when the run ends; under mpiexec every rank calls train(), and the ranks other than 0 return None.
     """
-    config = config.resolved()  # lr_decay_iters and the worker count as this run uses them, and as it saves them
-    # the out_dir is checked, locked and cleaned now, before any work (gpt/checkpoint.py)
+    config = config.resolved()  # lr_decay_iters and the ranks as this run uses them, and as it saves them
+    master_process = launch_rank() == 0
+    dataset = dataset if dataset is not None else CharDataset()
+    # the out_dir is checked, locked and cleaned now, before any work (gpt/checkpoint.py), by the rank that saves
     with CheckpointSaver(config.out_dir, fresh_run=config.init_from == "scratch",
-                         will_save=not config.eval_only) as saver:
-        for note in config.notes() + _kept_note(saver):
-            log(f"note: {note}")
-        return _train(config, dataset if dataset is not None else CharDataset(), log, progress, saver)
+                         will_save=master_process and not config.eval_only) as saver:
+        if master_process:
+            for note in config.notes() + _kept_note(saver):
+                log(f"note: {note}")
+        # from here on, every rank runs the same code (the local backend forks the other ranks now)
+        with init_process_group(config.backend, config.worker_count()) as group:
+            result = _train(config, dataset, log if group.master_process else _quiet,
+                            progress and group.master_process, saver, group)
+        return result if group.master_process else None
 
 
-def _train(config, dataset, log, progress, saver):
+def _quiet(line):
+    """The log of a rank other than 0: rank 0 says it all."""
+
+
+def _train(config, dataset, log, progress, saver, group):
     started_at = time.time()
     iter_num, saved_at, logger = 0, [], None
     try:
         # ---- 1. initialisation ----
-        raw_model, model, optimizer, scaler, batches = initialise(config, dataset)
+        raw_model, model, optimizer, scaler, batches = initialise(config, dataset, group)
         log(f"number of parameters: {raw_model.num_parameters() / 1e6:.2f}M ({raw_model.num_parameters():,})")
         best_val_loss = best_on_disk = math.inf  # the best evaluation, and that of the checkpoint on disk
         if config.init_from == "resume":
@@ -173,7 +190,8 @@ def _train(config, dataset, log, progress, saver):
                 best_val_loss = min(best_val_loss, losses["val"])
                 # nothing is learned at iteration 0, and eval_only must not touch the checkpoint it evaluates
                 improved = losses["val"] < best_on_disk
-                if (improved or config.always_save_checkpoint) and iter_num > 0 and not config.eval_only:
+                if (improved or config.always_save_checkpoint) and iter_num > 0 and not config.eval_only \
+                        and group.master_process:
                     generators = {"batch": batches.state, "dropout": _generator_state(raw_model.dropout_generator)}
                     best_after = min(best_on_disk, losses["val"])
                     try:
@@ -205,10 +223,11 @@ def _train(config, dataset, log, progress, saver):
             if health is not None and step.stepped and not all(math.isfinite(number) for number in health):
                 raise TrainingDiverged(iter_num, f"loss {health[0]}, gradient norm {health[1]}", config, saver.path)
             iter_num += 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, or another rank stopped by one (RankInterrupted)
         if logger is not None:
             logger.close()
-        raise TrainingInterrupted(iter_num, saved_at[-1] if saved_at else None, saver.path) from None
+        raise TrainingInterrupted(iter_num, saved_at[-1] if saved_at else None, saver.path,
+                                  cause=str(interrupt) if isinstance(interrupt, RankFailed) else None) from None
 
     logger.close()
     return TrainResult(iter_num=iter_num, evals=logger.evals, logs=logger.logs, best_val_loss=best_val_loss,

@@ -155,7 +155,8 @@ def test_the_printed_config_shows_what_the_run_uses(tmp_path):
     result = run(TRAIN, *TINY, "--sample-tokens", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "lr_decay_iters = 101   (None: follows max_iters)" in result.stdout  # max_iters 4, after warmup 100
-    assert "workers = " in result.stdout and "(0: one per usable CPU core)" in result.stdout
+    assert "workers = 1   (0: one per usable CPU core, or mpiexec's -n)" in result.stdout  # a 32-token batch: 1 rank
+    assert "backend = 'local'   ('auto': nccl on cuda, mpi under mpiexec, else local)" in result.stdout
     assert "note: max_iters 4 <= warmup_iters 100: the whole run is warmup" in result.stdout
 
 

@@ -1,4 +1,4 @@
-"""The CPU runtime settings DataParallel applies: BLAS threads and the allocator's reuse of freed memory."""
+"""The CPU runtime settings the local data-parallel ranks apply: BLAS threads and the allocator's reuse of freed memory."""
 import platform
 
 import pytest

@@ -289,7 +289,7 @@ def test_the_cosine_follows_max_iters_unless_set(tmp_path, shakespeare):
 
 
 def test_a_run_that_is_all_warmup_or_oversubscribed_says_so(tmp_path, shakespeare):
-    from tinygrad_ed.parallel import usable_cores
+    from tinygrad_ed.distributed.local import usable_cores
     lines, workers = [], usable_cores() + 1   # one more than this machine has
     train(tiny(tmp_path, max_iters=2, warmup_iters=5, lr_decay_iters=None, workers=workers), shakespeare,
           log=lines.append)

@@ -1,7 +1,7 @@
 """Two settings of the C libraries under numpy that decide how fast training runs on the CPU, changed at run time.
 
-1. How many threads numpy's BLAS (OpenBLAS) uses. Data parallelism (tinygrad_ed/parallel/processes.py, and
-   threads.py with threads) runs one worker per core; if each worker's BLAS calls also started a thread per core,
+1. How many threads numpy's BLAS (OpenBLAS) uses. Data parallelism (tinygrad_ed/distributed/local.py) runs one
+   rank per core; if each worker's BLAS calls also started a thread per core,
    the cores would be oversubscribed and everything slows down several-fold. numpy has no API for this, so we find
    the OpenBLAS library numpy loaded and call its own setter.
 2. Whether the C allocator (glibc malloc) hands freed memory back to the operating system. A training step
