@@ -38,8 +38,8 @@ def serve(size):
     """One version's side: build its step from the current directory's code, then time chunks of steps on request."""
     harness.quiet_blas_threads()
     sys.path.insert(0, os.getcwd())                          # this version's gpt/, optim/ and tinygrad_ed/
-    from tinygrad_ed.distributed.local import usable_cores
-    step, batches = measured_step_builder(os.getcwd())(size, usable_cores())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # not the
+    step, batches = measured_step_builder(os.getcwd())(size, cores)  # checkout's helper: its name has moved before
     harness.time_steps(step, batches, 10)                   # warm-up
     done = {"iterations": 10}
 

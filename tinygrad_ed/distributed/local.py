@@ -32,7 +32,7 @@ import traceback
 import numpy as np
 
 from tinygrad_ed.distributed.group import ProcessGroup, RankFailed
-from tinygrad_ed.fast.cpu_runtime import keep_freed_memory, set_blas_threads
+from tinygrad_ed.fast.cpu_runtime import share_cores
 
 MESSAGE_BYTES = 4096      # each rank's failure message, at most
 CHECK_EVERY_S = 0.05      # how often a waiting rank 0 looks for dead ranks
@@ -88,8 +88,7 @@ class LocalGroup(ProcessGroup):
         self._abort, self._message_lengths, self._arrived = header[:1], header[1:1 + W], header[1 + W:]
         self._epoch = 0                         # collectives this rank has arrived at
         self._data_fd, self._data, self._data_bytes = _shared_file(), None, 0
-        set_blas_threads(1)   # each rank is a core already: BLAS threads on top would oversubscribe them
-        keep_freed_memory()   # each step frees and allocates the same large arrays again: keep them mapped
+        share_cores(world_size)   # BLAS threads per rank: its share of the cores (tinygrad_ed/fast/cpu_runtime.py)
         self._start_ranks()
 
     # ---- starting and ending the ranks ----

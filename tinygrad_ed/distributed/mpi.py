@@ -11,6 +11,7 @@ import sys
 import traceback
 
 from tinygrad_ed.distributed.group import ProcessGroup
+from tinygrad_ed.fast.cpu_runtime import share_cores
 
 
 def _mpi():
@@ -27,6 +28,8 @@ class MPIGroup(ProcessGroup):
         self.MPI = _mpi()
         self.comm = comm or self.MPI.COMM_WORLD
         self.rank, self.world_size = self.comm.Get_rank(), self.comm.Get_size()
+        if self.world_size > 1:   # the ranks on this machine share its cores (mpiexec may start several here)
+            share_cores(self.comm.Split_type(self.MPI.COMM_TYPE_SHARED).Get_size())
 
     def all_reduce(self, array):
         if self.world_size > 1:

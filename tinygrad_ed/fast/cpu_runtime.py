@@ -63,3 +63,12 @@ def set_blas_threads(count):
     previous = getter()
     setter(int(count))
     return previous
+
+
+def share_cores(ranks):
+    """Settings for `ranks` data-parallel ranks on this machine's CPU cores: each rank's BLAS gets its share of the
+    cores (1 thread when there is one rank per core: more would oversubscribe them), and freed memory is kept."""
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    set_blas_threads(max(1, cores // ranks))
+    keep_freed_memory()
