@@ -26,11 +26,17 @@ class NCCLGroup(ProcessGroup):
     def create(cls):
         """The group of this process: MPI's ranks under mpiexec, else one rank."""
         import cupy
-        from cupy.cuda import nccl
-        if not getattr(nccl, "available", True):
-            raise RuntimeError("the nccl transport needs cupy built with NCCL (cupy.cuda.nccl.available is False); "
-                               "install the cupy wheel for your CUDA, or use --backend local on one GPU")
         from tinygrad_ed.distributed import launched_by_mpi
+        try:
+            from cupy.cuda import nccl
+            available = getattr(nccl, "available", True)
+        except ImportError:
+            available = False
+        if not available:
+            if not launched_by_mpi():
+                return ProcessGroup()   # one GPU, one rank: nothing to sum, and no need for NCCL
+            raise RuntimeError("the nccl transport needs NCCL, which this cupy cannot load (pip install "
+                               "nvidia-nccl-cu12, or the NCCL of your CUDA)")
         bootstrap = None
         if launched_by_mpi():
             from tinygrad_ed.distributed.mpi import MPIGroup
