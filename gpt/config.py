@@ -117,6 +117,9 @@ class TrainConfig:
         if backend in ("local", "mpi") and self.device == "cuda":
             raise ValueError(f"backend {backend!r} sums numpy arrays on the cpu; on cuda use 'nccl' (several GPUs: "
                              f"mpiexec -n <GPUs> python examples/train_char_gpt.py --device cuda)")
+        if backend == "local" and self.worker_count() > 1 and not hasattr(os, "fork"):
+            raise ValueError(f"workers {self.workers}: the local backend forks its ranks, and this OS has no "
+                             f"os.fork; use --workers 1 (one process), or start the ranks with mpiexec")
         _require(self, "workers", self.worker_count() <= self.batch_size,
                  f"at most batch_size ({self.batch_size}): every rank needs at least one sequence of each batch")
         _require(self, "dropout", 0 <= self.dropout < 1, "in [0, 1)")

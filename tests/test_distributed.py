@@ -302,6 +302,13 @@ def test_settings_the_ranks_cannot_honour_are_refused(tmp_path):
         tiny(tmp_path, backend="gloo")
 
 
+def test_without_fork_the_local_backend_runs_one_process_or_says_why(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "fork")
+    assert tiny(tmp_path, batch_size=64, block_size=64).worker_count() == 1
+    with pytest.raises(ValueError, match="the local backend forks its ranks, and this OS has no os.fork"):
+        tiny(tmp_path, workers=2)
+
+
 def test_the_automatic_world_size_leaves_no_slice_under_256_tokens(tmp_path):
     assert tiny(tmp_path, batch_size=2, block_size=16).worker_count() == 1        # 32 tokens: one rank
     assert tiny(tmp_path, batch_size=64, block_size=64).worker_count() == min(usable_cores(), 16)  # 4096 / 256
