@@ -11,11 +11,14 @@ It is written atomically: to a temporary file in the same directory, flushed to 
 checkpoint in one step (os.replace). A crash at any moment leaves either the old checkpoint or the new one, whole.
 A run saves through a CheckpointSaver, which keeps an earlier run's checkpoint instead of overwriting it.
 """
+import contextlib
 import glob
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
@@ -215,7 +218,33 @@ def _take_lock(path):
     return lock
 
 
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C and SIGTERM wait until the block ends: an interrupt in the middle of np.savez would leave its zip file
+    half-closed and replace the KeyboardInterrupt with zipfile's ValueError. The save takes well under a second;
+    a signal that came during it is raised again, to its own handler, once the checkpoint is whole on disk.
+    (Handlers are Python's to replace in the main thread only; elsewhere the block runs as it is.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    handlers = {stop: signal.signal(stop, lambda signum, frame: came.append(signum))
+                for stop in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for stop, handler in handlers.items():
+            signal.signal(stop, handler if handler is not None else signal.SIG_DFL)
+        for signum in came[:1]:
+            signal.raise_signal(signum)
+
+
 def _write_atomically(path, arrays):
+    with _interrupts_deferred():
+        _write(path, arrays)
+
+
+def _write(path, arrays):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     # the temporary file lives next to the target: os.replace is only atomic within one file system

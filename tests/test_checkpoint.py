@@ -2,6 +2,7 @@
 and a clear CheckpointError for every way a file can be missing, damaged or wrong."""
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -322,3 +323,18 @@ def test_a_failed_save_leaves_the_earlier_checkpoint_in_place(tmp_path, monkeypa
     assert (tmp_path / "ckpt.npz").read_bytes() == b"the earlier run's"   # --resume still finds it
     kept = list(tmp_path.glob("ckpt-previous-*.npz"))
     assert len(kept) == 1 and kept[0].read_bytes() == b"the earlier run's"
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_an_interrupt_during_a_save_waits_for_the_checkpoint_to_be_whole(tmp_path, monkeypatch):
+    savez = np.savez
+
+    def interrupted_savez(file, **arrays):   # Ctrl-C arrives while the checkpoint is being written
+        os.kill(os.getpid(), signal.SIGINT)
+        savez(file, **arrays)
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", interrupted_savez)
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint_module._write_atomically(str(path), {"weights": np.arange(5.0)})
+    np.testing.assert_array_equal(np.load(path)["weights"], np.arange(5.0))   # delivered after the save, not in it

@@ -187,7 +187,7 @@ def wait_for(path, process, seconds=60):
 def test_an_interrupted_run_says_where_its_checkpoint_is_and_leaves_nothing_behind(tmp_path, how, code):
     import signal
     import time
-    process = start(TRAIN, *LONG, cwd=tmp_path)
+    process = start(TRAIN, *LONG, "--workers", "2", cwd=tmp_path)   # two ranks: rank 1 must not outlive the run
     try:
         wait_for(tmp_path / "tmp" / "ckpt.npz", process)
         time.sleep(0.5)
