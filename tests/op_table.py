@@ -83,6 +83,19 @@ def _dropout(x, p, seed):
     return x * keep / (1 - p)
 
 
+def _smoothed_cross_entropy(logits, targets, ignore_index, label_smoothing):
+    """torch's definition: (1 - ε)·the one-hot loss + ε·the mean over classes of -log p, over kept positions."""
+    kept = targets != ignore_index if ignore_index is not None else np.ones(targets.shape, dtype=bool)
+    uniform = -log_softmax_reference(logits).mean(axis=-1)[kept].mean()
+    return (1 - label_smoothing) * _cross_entropy(logits, targets, ignore_index) + label_smoothing * uniform
+
+
+def _logsumexp(x, axis, keepdims):
+    m = x.max(axis=axis, keepdims=True)
+    out = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    return out if keepdims else out.squeeze(axis=axis)
+
+
 def _split_pieces(pieces):
     """Every piece of a split, weighted by its position (a gradient routed to the wrong piece shows), in one vector."""
     return cat([(piece * (k + 1.0)).reshape(-1) for k, piece in enumerate(pieces)])
@@ -106,6 +119,11 @@ OPS = [
     Op("log", lambda x: x.log(), s.elementwise(s.positive_arrays), np.log, rtol=1e-12),
     Op("sqrt", lambda x: x.sqrt(), s.elementwise(s.positive_arrays), np.sqrt, rtol=1e-12),
     Op("tanh", lambda x: x.tanh(), s.elementwise(), np.tanh, rtol=1e-12),
+    Op("sigmoid", lambda x: x.sigmoid(), s.elementwise(lambda shape: s.arrays(shape, -40.0, 40.0)),
+       lambda x: 1 / (1 + np.exp(-x)), rtol=1e-12),
+    Op("abs", lambda x: x.abs(), s.elementwise(s.nonzero_arrays), np.abs, rtol=1e-12),
+    Op("clamp", lambda x, low, high: x.clamp(low, high), s.clamp_inputs(),
+       lambda x, low, high: np.minimum(np.maximum(x, -np.inf if low is None else low), np.inf if high is None else high)),
     Op("relu", lambda x: x.relu(), s.elementwise(s.nonzero_arrays), lambda x: np.maximum(x, 0), rtol=1e-12),
     Op("gelu", lambda x: x.gelu(), s.elementwise(), gelu_reference, rtol=1e-12, atol=1e-15),
     Op("gelu(tanh)", lambda x: x.gelu(approximate="tanh"), s.elementwise(), gelu_tanh_reference, rtol=1e-12,
@@ -115,12 +133,25 @@ OPS = [
        lambda x: x.astype(np.float32).astype(np.float64), gradcheck=dict(eps=1e-3, tolerance=1e-3), keeps_dtype=False),
     # ---- matmul and reductions ----
     Op("matmul", lambda a, b: a @ b, s.matmul_pair(), operator.matmul, rtol=1e-12, atol=1e-12),
+    Op("matmul(1-D)", lambda a, b: a @ b, s.vector_matmul_pair(), operator.matmul, rtol=1e-12, atol=1e-12),
     Op("sum", lambda x, axis, keepdims: x.sum(axis=axis, keepdims=keepdims), s.reduction(),
        lambda x, axis, keepdims: x.sum(axis=axis, keepdims=keepdims), atol=1e-12),
     Op("mean", lambda x, axis, keepdims: x.mean(axis=axis, keepdims=keepdims), s.reduction(),
        lambda x, axis, keepdims: x.mean(axis=axis, keepdims=keepdims), atol=1e-12),
     Op("max", lambda x, axis, keepdims: x.max(axis=axis, keepdims=keepdims), s.reduction(s.distinct_arrays),
        lambda x, axis, keepdims: x.max(axis=axis, keepdims=keepdims)),  # distinct: a tie has no single gradient
+    Op("min", lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepdims), s.reduction(s.distinct_arrays),
+       lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepdims)),
+    # an index has no gradient: the check is that backward gives 0, as finite differences of the index do
+    *[Op(f"{name} (as float64)", lambda x, axis, keepdims, name=name: getattr(x, name)(axis=axis, keepdims=keepdims)
+         .double(), s.reduction(s.distinct_arrays, single_axis=True),
+         lambda x, axis, keepdims, name=name: getattr(np, name)(x, axis=axis, keepdims=keepdims).astype(np.float64),
+         keeps_dtype=False) for name in ("argmax", "argmin")],
+    Op("logsumexp", lambda x, axis, keepdims: x.logsumexp(axis=axis, keepdims=keepdims),
+       s.reduction(lambda shape: s.arrays(shape, -20.0, 20.0)), _logsumexp, rtol=1e-12, atol=1e-12),
+    Op("std", lambda x, axis, keepdims, correction: x.std(axis=axis, keepdims=keepdims, correction=correction),
+       s.reduction(s.distinct_arrays, correction=True, min_count=2),  # distinct, 2+: √ has no slope at 0
+       lambda x, axis, keepdims, correction: x.std(axis=axis, keepdims=keepdims, ddof=correction), rtol=1e-12),
     Op("var", lambda x, axis, keepdims, correction: x.var(axis=axis, keepdims=keepdims, correction=correction),
        s.reduction(correction=True),
        lambda x, axis, keepdims, correction: x.var(axis=axis, keepdims=keepdims, ddof=correction), atol=1e-12),
@@ -132,6 +163,9 @@ OPS = [
     Op("cross_entropy", lambda logits, targets, ignore_index: cross_entropy(logits, _on(logits, targets),
                                                                             ignore_index=ignore_index),
        s.cross_entropy_inputs(), _cross_entropy, rtol=1e-12),
+    Op("cross_entropy(label_smoothing)", lambda logits, targets, ignore_index, label_smoothing: cross_entropy(
+        logits, _on(logits, targets), ignore_index=ignore_index, label_smoothing=label_smoothing),
+       s.cross_entropy_inputs(smoothing=True), _smoothed_cross_entropy, rtol=1e-12),
     Op("layer_norm", lambda x, eps: layer_norm(x, None, None, eps=eps), s.layer_norm_inputs("none"), _layer_norm,
        rtol=1e-10, atol=1e-10),
     Op("layer_norm(weight)", lambda x, w, eps: layer_norm(x, w, None, eps=eps), s.layer_norm_inputs("weight"),
@@ -144,6 +178,16 @@ OPS = [
     Op("transpose", lambda x, axes: x.transpose(*axes), s.transpose_inputs(),
        lambda x, axes: np.swapaxes(x, *axes)),
     Op(".T", lambda x, order: x.T, s.permute_inputs(), lambda x, order: np.swapaxes(x, -2, -1)),
+    Op("squeeze", lambda x, axis: x.squeeze(axis), s.squeeze_inputs(),
+       lambda x, axis: x.squeeze(axis=None if axis is None else tuple(a for a in np.atleast_1d(axis) if x.shape[a] == 1))),
+    Op("unsqueeze", lambda x, axis: x.unsqueeze(axis), s.with_axis(min_dims=0, new_axis=True), np.expand_dims),
+    Op("flatten", lambda x, start, end: x.flatten(start, end), s.flatten_inputs(),
+       lambda x, start, end: x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])),
+    Op("expand", lambda x, sizes: x.expand(*sizes), s.expand_inputs(),
+       lambda x, sizes: np.broadcast_to(x, tuple(x.shape[i - len(sizes) + x.ndim] if n == -1 else n
+                                                 for i, n in enumerate(sizes)))),
+    Op("tril", lambda x, diagonal: x.tril(diagonal), s.triangle_inputs(), lambda x, diagonal: np.tril(x, diagonal)),
+    Op("triu", lambda x, diagonal: x.triu(diagonal), s.triangle_inputs(), lambda x, diagonal: np.triu(x, diagonal)),
     Op("x[basic index]", lambda x, index: x[index], s.basic_index_inputs(), lambda x, index: x[index]),
     Op("x[ndarray of rows]", lambda x, rows: x[rows], s.row_index_inputs(), lambda x, rows: x[rows]),
     Op("x[list of rows]", lambda x, rows: x[rows.tolist()], s.row_index_inputs(), lambda x, rows: x[rows.tolist()]),
@@ -163,6 +207,9 @@ OPS = [
     Op("split", lambda x, size, axis: _split_pieces(x.split(size, axis=axis)), s.split_inputs(),
        lambda x, size, axis: np.concatenate([piece.reshape(-1) * (k + 1.0) for k, piece in enumerate(
            np.split(x, range(size, x.shape[axis], size), axis=axis))])),  # equal pieces, the last may be shorter
+    Op("split(sizes)", lambda x, sizes: _split_pieces(x.split(sizes)), s.split_sizes_inputs(),
+       lambda x, sizes: np.concatenate([piece.reshape(-1) * (k + 1.0) for k, piece in enumerate(
+           np.split(x, np.cumsum(sizes)[:-1], axis=0))])),  # axis 0 by default, as torch.split
     # ---- the layers ----
     Op("dropout", lambda x, p, seed: dropout(x, p, training=True, generator=np.random.default_rng(seed)),
        s.dropout_inputs(), _dropout),  # the same seed for every evaluation: each sees the same mask

@@ -143,23 +143,27 @@ def with_scalar(draw, values=arrays):
 
 
 @st.composite
-def with_axis(draw, values=arrays, min_dims=1):
-    """One array and one (maybe negative) axis of it."""
+def with_axis(draw, values=arrays, min_dims=1, new_axis=False):
+    """One array and one (maybe negative) axis of it; with `new_axis` an axis of the result, one more (unsqueeze)."""
     shape = draw(shapes(min_dims=min_dims))
-    return [draw(values(shape))], {"axis": draw(st.integers(-len(shape), len(shape) - 1))}
+    ndim = len(shape) + new_axis
+    return [draw(values(shape))], {"axis": draw(st.integers(-ndim, ndim - 1))}
 
 
 @st.composite
-def reduction(draw, values=arrays, correction=False):
-    """One array, an `axis` argument (None, one or several axes) and keepdims; for var also a correction smaller
-    than the count it divides by."""
+def reduction(draw, values=arrays, correction=False, single_axis=False, min_count=1):
+    """One array, an `axis` argument (None, one or several axes; with `single_axis` None or one) and keepdims; for
+    var also a correction smaller than the count it divides by, and at least `min_count` elements per output."""
     shape = draw(shapes())
     axis = draw(axes(len(shape)))
+    if single_axis and isinstance(axis, tuple):
+        axis = axis[0]
     params = {"axis": axis, "keepdims": draw(st.booleans())}
     if correction:
         params["correction"] = draw(st.sampled_from([0, 1]))
         count = int(np.prod(shape)) if axis is None else int(np.prod(np.array(shape)[np.array(axis)]))
         assume(count > params["correction"])  # the unbiased variance of a single element divides by zero
+        assume(count >= min_count)
     return [draw(values(shape))], params
 
 
@@ -170,13 +174,17 @@ def matmul_pair(draw):
 
 
 @st.composite
-def cross_entropy_inputs(draw):
-    """Logits (N, V) or (B, T, V) and integer targets; with ignore_index=-1 some targets are -1, not all."""
+def cross_entropy_inputs(draw, smoothing=False):
+    """Logits (N, V) or (B, T, V) and integer targets; with ignore_index=-1 some targets are -1, not all; with
+    `smoothing` a label_smoothing in (0, 1]."""
     shape = draw(shapes(min_dims=2, max_dims=3))
     ignore = draw(st.booleans())
     targets = draw(int_arrays(-1 if ignore else 0, shape[-1] - 1, shape=shape[:-1]))
     assume(not ignore or (targets != -1).any())  # a mean over no positions is undefined
-    return [draw(arrays(shape, -10.0, 10.0))], {"targets": targets, "ignore_index": -1 if ignore else None}
+    params = {"targets": targets, "ignore_index": -1 if ignore else None}
+    if smoothing:
+        params["label_smoothing"] = draw(st.sampled_from([0.1, 0.5, 1.0]))
+    return [draw(arrays(shape, -10.0, 10.0))], params
 
 
 @st.composite
@@ -298,3 +306,56 @@ def linear_inputs(draw, bias):
     fan_out = draw(st.integers(1, 4))
     tensors = [draw(arrays((*lead, fan_in))), draw(arrays((fan_out, fan_in)))]
     return tensors + ([draw(arrays((fan_out,)))] if bias else []), {}
+
+
+@st.composite
+def clamp_inputs(draw):
+    """Distinct values on a 0.05 grid and bounds (one may be None) off that grid, so no element sits on a kink."""
+    low, high = draw(st.sampled_from([(-0.13, 0.27), (None, 0.07), (-0.33, None), (0.12, -0.18)]))
+    return [draw(distinct_arrays(draw(shapes())))], {"low": low, "high": high}
+
+
+@st.composite
+def squeeze_inputs(draw):
+    """An array with some size-1 axes, and an axis argument: None, one axis or a tuple of axes."""
+    shape = draw(shapes(max_side=3))
+    return [draw(arrays(shape))], {"axis": draw(axes(len(shape)))}
+
+
+@st.composite
+def expand_inputs(draw):
+    """x and a shape it broadcasts to (new leading axes, size-1 axes grown), with -1 for some kept axes."""
+    shape = draw(shapes(max_dims=3, max_side=3))
+    lead = draw(st.lists(st.integers(1, 3), max_size=2))
+    sizes = [draw(st.integers(1, 3)) if n == 1 else draw(st.sampled_from([n, -1])) for n in shape]
+    return [draw(arrays(shape))], {"sizes": tuple(lead + sizes)}
+
+
+@st.composite
+def flatten_inputs(draw):
+    shape = draw(shapes(min_dims=1))
+    start = draw(st.integers(0, len(shape) - 1))
+    return [draw(arrays(shape))], {"start": start, "end": draw(st.integers(start, len(shape) - 1))}
+
+
+@st.composite
+def triangle_inputs(draw):
+    return [draw(arrays(draw(shapes(min_dims=2, max_dims=3))))], {"diagonal": draw(st.integers(-2, 2))}
+
+
+@st.composite
+def split_sizes_inputs(draw):
+    """x and a list of piece sizes (zeros included) along axis 0 that add up to its length."""
+    shape = draw(shapes(min_dims=1, max_dims=3))
+    cuts = sorted(draw(st.lists(st.integers(0, shape[0]), max_size=3)))
+    bounds = [0, *cuts, shape[0]]
+    return [draw(arrays(shape))], {"sizes": [b - a for a, b in zip(bounds, bounds[1:])]}
+
+
+@st.composite
+def vector_matmul_pair(draw):
+    """(a, b) for a @ b with at least one 1-D operand: a dot product, vector @ matrix or matrix @ vector."""
+    k = draw(st.integers(1, 4))
+    batch = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    shape_a, shape_b = draw(st.sampled_from([((k,), (k,)), ((k,), batch + (k, 3)), (batch + (2, k), (k,))]))
+    return [draw(arrays(shape_a)), draw(arrays(shape_b))], {}

@@ -54,10 +54,10 @@ class CrossEntropyKernel(CrossEntropy):
     """Softmax and -log p(target) in one kernel with one block per row; (softmax - one-hot)·grad/count in another."""
 
     @staticmethod
-    def accepts(xp, arrays, options):
-        return _cupy_float32(xp, arrays)
+    def accepts(xp, arrays, options):  # the kernel computes the one-hot loss: label smoothing takes the plain op
+        return not options.get("label_smoothing") and _cupy_float32(xp, arrays)
 
-    def forward(self, logits, targets, ignore_index=None):
+    def forward(self, logits, targets, ignore_index=None, label_smoothing=0.0):
         xp = self.xp
         logits = logits.reshape(-1, logits.shape[-1])                        # (N, V)
         targets = targets.reshape(-1)                                        # (N,)

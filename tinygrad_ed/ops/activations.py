@@ -8,6 +8,7 @@ from tinygrad_ed.tensor import Function
 class Gelu(Function):
     """GELU(x) = x·Φ(x), Φ the standard normal CDF (nanoGPT's default, approximate="none"), or the GPT-2
     tanh approximation 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) with approximate="tanh"."""
+    promotion = "float"
 
     def forward(self, x, approximate="none"):
         if approximate not in ("none", "tanh"):
@@ -41,6 +42,7 @@ class Gelu(Function):
 
 class Softmax(Function):
     """softmax(x)_i = e^(x_i) / Σ_j e^(x_j), computed as e^(x_i - max x) so that large logits cannot overflow."""
+    promotion = "float"
 
     def forward(self, x, axis=-1):
         xp = self.xp
@@ -56,6 +58,7 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """log softmax(x)_i = x_i - log Σ_j e^(x_j) = (x_i - m) - log Σ_j e^(x_j - m), with m = max x (stable)."""
+    promotion = "float"
 
     def forward(self, x, axis=-1):
         xp = self.xp

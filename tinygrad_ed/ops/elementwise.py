@@ -5,6 +5,8 @@ from tinygrad_ed.tensor import Function, unbroadcast
 
 
 class Add(Function):
+    promotion = "common"
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a + b
@@ -16,6 +18,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    promotion = "common"
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a - b
@@ -27,6 +31,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    promotion = "common"
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -38,6 +44,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    promotion = "float"  # int / int is a float, as in Python and PyTorch
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -58,17 +66,21 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """a ** exponent for a constant exponent (a Python number)."""
+    """a ** exponent for a constant exponent (a number, taken in a's dtype: a numpy float64 must not widen float32)."""
 
     def forward(self, a, exponent):
-        self.a, self.exponent = a, exponent
-        return a ** exponent
+        self.a, self.exponent = a, a.dtype.type(exponent)
+        return a ** self.exponent
 
-    def backward(self, grad):  # d(aⁿ)/da = n·aⁿ⁻¹
+    def backward(self, grad):  # d(aⁿ)/da = n·aⁿ⁻¹, and 0 for n = 0 (where n·aⁿ⁻¹ would be 0·∞ at a = 0)
+        if self.exponent == 0:
+            return self.xp.zeros_like(grad)
         return grad * (self.exponent * self.a ** (self.exponent - 1))
 
 
 class Exp(Function):
+    promotion = "float"
+
     def forward(self, a):
         self.out = self.xp.exp(a)
         return self.out
@@ -78,6 +90,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    promotion = "float"
+
     def forward(self, a):
         self.a = a
         return self.xp.log(a)
@@ -87,6 +101,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    promotion = "float"
+
     def forward(self, a):
         self.out = self.xp.sqrt(a)
         return self.out
@@ -96,12 +112,52 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
+    promotion = "float"
+
     def forward(self, a):
         self.out = self.xp.tanh(a)
         return self.out
 
     def backward(self, grad):  # d/da tanh a = 1 - tanh² a
         return grad * (1 - self.out * self.out)
+
+
+class Sigmoid(Function):
+    """σ(a) = 1 / (1 + e⁻ᵃ), written with e^(-|a|) ≤ 1 so that no exponential overflows: e/(1 + e) for a < 0."""
+    promotion = "float"
+
+    def forward(self, a):
+        xp = self.xp
+        small = xp.exp(-xp.abs(a))
+        self.out = xp.where(a >= 0, a.dtype.type(1), small) / (1 + small)
+        return self.out
+
+    def backward(self, grad):  # dσ/da = σ(1 - σ)
+        return grad * self.out * (1 - self.out)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.sign = self.xp.sign(a)
+        return self.xp.abs(a)
+
+    def backward(self, grad):  # d|a|/da = sign(a): -1, 1, and 0 at a = 0 (as PyTorch's)
+        return grad * self.sign
+
+
+class Clamp(Function):
+    """min(max(a, low), high), either bound None for none (numbers, taken in a's dtype)."""
+
+    def forward(self, a, low, high):
+        xp, out, self.inside = self.xp, a, True
+        if low is not None:
+            out, self.inside = xp.maximum(out, a.dtype.type(low)), a >= low
+        if high is not None:
+            out, self.inside = xp.minimum(out, a.dtype.type(high)), self.inside & (a <= high)
+        return out
+
+    def backward(self, grad):  # 1 where low ≤ a ≤ high (a bound's own value included, as PyTorch's), else 0
+        return grad * self.inside
 
 
 class Relu(Function):
@@ -115,6 +171,7 @@ class Relu(Function):
 
 class Where(Function):
     """condition ? a : b, elementwise with broadcasting; `condition` is a constant boolean array."""
+    promotion = "common"
 
     def forward(self, a, b, condition):
         self.condition, self.shapes = condition, (a.shape, b.shape)
@@ -128,7 +185,8 @@ class Where(Function):
 
 
 class Cast(Function):
-    """Change dtype (float32 <-> float16 for mixed precision); the gradient is cast back."""
+    """Change dtype (float32 <-> float16 for mixed precision); the gradient is cast back. A cast to an integer or
+    bool dtype gives a tensor with no gradient (Function.apply cuts it from the graph), as in PyTorch."""
 
     def forward(self, a, dtype):
         self.input_dtype = a.dtype

@@ -20,6 +20,7 @@ class LinearFunction(Function):
       ∂loss/∂W = gᵀ x     (out, N) @ (N, in)
       ∂loss/∂b = Σ_rows g
     """
+    promotion = "common"
 
     def forward(self, x, weight, bias=None):
         if x.shape[-1] != weight.shape[1]:
@@ -44,11 +45,13 @@ class LinearFunction(Function):
 class CrossEntropy(Function):
     """Mean over positions of -log softmax(logits)[target] (the chapter's loss = -log P(correct answer)).
 
-    Fused with the softmax: the gradient of the mean loss with respect to the logits is simply
-      ∂loss/∂logits = (softmax(logits) - one_hot(target)) / count
+    With label_smoothing ε the target is not one-hot but q = (1 - ε)·one_hot(target) + ε/V, as torch's, and the loss
+    is the cross-entropy -Σ_j q_j log softmax_j. Fused with the softmax: the gradient of the mean loss with respect
+    to the logits is simply
+      ∂loss/∂logits = (softmax(logits) - q) / count
     """
 
-    def forward(self, logits, targets, ignore_index=None):
+    def forward(self, logits, targets, ignore_index=None, label_smoothing=0.0):
         xp = self.xp
         vocab = logits.shape[-1]
         logits = logits.reshape(-1, vocab)                                   # (N, V)
@@ -60,15 +63,23 @@ class CrossEntropy(Function):
         sum_exp = row_sum(xp, exp)
         rows = xp.arange(len(targets))
         losses = xp.log(sum_exp[:, 0]) - shifted[rows, safe_targets]         # -log p(target), per position
+        if label_smoothing:                                                  # (1 - ε)·that + ε·mean_j(-log p_j)
+            mean_log_p = row_sum(xp, shifted, 1 / vocab)[:, 0] - xp.log(sum_exp[:, 0])
+            losses = (1 - label_smoothing) * losses - label_smoothing * mean_log_p
         self.count = int(valid.sum()) if valid is not None else len(targets)
         if valid is not None:
             losses = losses * valid
         self.probs, self.rows, self.targets, self.valid = exp / sum_exp, rows, safe_targets, valid
+        self.label_smoothing = label_smoothing
         return (losses.sum() / max(self.count, 1)).astype(logits.dtype)
 
     def backward(self, grad):
         grad_logits = self.probs                                             # softmax ...
-        grad_logits[self.rows, self.targets] -= 1                            # ... minus the one-hot target
+        if self.label_smoothing:
+            grad_logits -= self.label_smoothing / grad_logits.shape[-1]      # ... minus the smoothed target q
+            grad_logits[self.rows, self.targets] -= 1 - self.label_smoothing
+        else:
+            grad_logits[self.rows, self.targets] -= 1                        # ... minus the one-hot target
         if self.valid is not None:
             grad_logits *= self.valid[:, None]                               # ignored positions give nothing
         grad_logits *= grad / max(self.count, 1)                             # mean over positions, chain rule
@@ -77,6 +88,7 @@ class CrossEntropy(Function):
 
 class LayerNormFunction(Function):
     """y = (x - mean) / √(var + eps) · weight + bias over the last axis (nanoGPT: eps 1e-5, optional bias)."""
+    promotion = "float"
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         xp = self.xp
@@ -131,6 +143,7 @@ class EmbeddingFunction(Function):
 
 class DropoutFunction(Function):
     """Zero each element with probability p and scale the rest by 1/(1-p), so the expected value is unchanged."""
+    promotion = "float"
 
     def forward(self, x, p, generator):
         xp = self.xp
@@ -162,6 +175,7 @@ class Attention(Function):
         P' = dropout(P)            (training only)
         out = P' v                 (B, H, T, D)
     """
+    promotion = "float"
 
     def forward(self, q, k, v, causal=True, dropout_p=0.0, generator=None):
         xp = self.xp

@@ -1,4 +1,5 @@
-"""Matrix product, batched over leading axes with broadcasting (as numpy.matmul).
+"""Matrix product, batched over leading axes with broadcasting (as numpy.matmul). Tensor.matmul checks the shapes
+and turns a 1-D operand into a matrix of one row or column, as torch.matmul does.
 
 For C = A @ B with A (..., n, k) and B (..., k, m):
   ∂loss/∂A = ∂loss/∂C @ Bᵀ      (..., n, m) @ (..., m, k)
@@ -9,10 +10,9 @@ from tinygrad_ed.tensor import Function, unbroadcast
 
 
 class MatMul(Function):
+    promotion = "common"
+
     def forward(self, a, b):
-        if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit; need (..., n, k) @ (..., k, m) "
-                             f"with the same k")
         self.a, self.b = a, b
         return self.xp.matmul(a, b)
 

@@ -1,5 +1,7 @@
 """Ops that move elements without changing them. Each backward moves the gradient back where its element came from."""
-from tinygrad_ed.tensor import Function, Tensor
+import numpy as np
+
+from tinygrad_ed.tensor import Function, Tensor, unbroadcast
 
 
 class Reshape(Function):
@@ -36,6 +38,33 @@ def _is_basic(index):
     return all(item is None or item is Ellipsis or isinstance(item, (int, slice)) for item in items)
 
 
+def integers_first(index):
+    """PyTorch reads x[1, :, ids] as x[1][:, ids]: an integer selects its axis before any array index is applied, and
+    so never joins the arrays in deciding where their axes go (numpy counts it as one of them, and for arrays that are
+    not side by side puts their axes first: x[1, :, ids] has the ids' axes first in numpy, in place in PyTorch).
+    For an index that mixes integers with arrays: the two indexes (integers, the rest) that give PyTorch's result
+    when applied in turn; None for any other index, which numpy and PyTorch read alike."""
+    items = _raw_index(index)
+    items = items if isinstance(items, tuple) else (items,)
+    is_int = [isinstance(item, (int, np.integer)) and not isinstance(item, bool) for item in items]
+    is_array = [not (integer or item is None or item is Ellipsis or isinstance(item, slice))
+                for integer, item in zip(is_int, items)]
+    if not (any(is_int) and any(is_array)):
+        return None
+    integers, rest = [], []
+    for item, integer, array in zip(items, is_int, is_array):
+        if integer:
+            integers.append(item)                       # the integer takes its axis away ...
+        elif array:                                     # ... the arrays wait, each over the axes it indexes
+            array = item if hasattr(item, "dtype") else np.asarray(item)    # a list, or a numpy or cupy array
+            integers.extend([slice(None)] * (array.ndim if array.dtype == bool else 1))
+            rest.append(item)
+        else:
+            integers.append(item)                       # a slice, None or ... : where it stands
+            rest.append(slice(None) if item is None or isinstance(item, slice) else item)
+    return tuple(integers), tuple(rest)
+
+
 class GetItem(Function):
     def forward(self, a, index):
         self.index, self.input_shape, self.dtype = _raw_index(index), a.shape, a.dtype
@@ -51,8 +80,20 @@ class GetItem(Function):
         return grad_input
 
 
+class Expand(Function):
+    """Repeat size-1 axes (and new leading ones) to `shape`, as a broadcast view: nothing is copied."""
+
+    def forward(self, a, shape):
+        self.input_shape = a.shape
+        return self.xp.broadcast_to(a, shape)
+
+    def backward(self, grad):  # every copy fed the loss: the input's gradient is their sum
+        return unbroadcast(grad, self.input_shape)
+
+
 class Cat(Function):
     """Join tensors along an existing axis."""
+    promotion = "common"
 
     def forward(self, *arrays, axis):
         self.axis, self.sizes = axis, [array.shape[axis] for array in arrays]
@@ -65,6 +106,7 @@ class Cat(Function):
 
 class Stack(Function):
     """Join same-shaped tensors along a new axis."""
+    promotion = "common"
 
     def forward(self, *arrays, axis):
         self.axis = axis
