@@ -12,6 +12,7 @@ import numpy as np
 
 from tinygrad_ed import fast
 from tinygrad_ed.device import array_module, check_device, device_of, to_device
+from tinygrad_ed.fast.rows import wide_sum
 
 # ----------------------------------------------------------------------------------------------------------
 # gradient mode: inside `with no_grad():` ops build no graph (evaluation, the optimizer's own updates)
@@ -96,7 +97,7 @@ def unbroadcast(grad, shape):
         return grad
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
-    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+    return wide_sum(grad, axis=axes, keepdims=True).astype(grad.dtype, copy=False).reshape(shape)  # float16: Σ in f32
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -290,13 +291,16 @@ class Tensor:
     def sum(self, axis=None, keepdims=False): return reduce.Sum.apply(self, axis=axis, keepdims=keepdims)
     def max(self, axis=None, keepdims=False): return reduce.Max.apply(self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=False):
-        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / self._count(axis))
+    def mean(self, axis=None, keepdims=False): return reduce.Mean.apply(self, axis=axis, keepdims=keepdims)
 
     def var(self, axis=None, keepdims=False, correction=0):
         """Variance: mean squared distance from the mean (correction=1 gives the unbiased estimate)."""
         centered = self - self.mean(axis=axis, keepdims=True)
-        return (centered * centered).sum(axis=axis, keepdims=keepdims) * (1.0 / (self._count(axis) - correction))
+        if self.dtype == np.float16:  # squared in float32: a float16 square overflows from |x - mean| > 256 on
+            centered = centered.float()
+        count = self._count(axis)
+        variance = (centered * centered).mean(axis=axis, keepdims=keepdims) * (count / (count - correction))
+        return variance.astype(self.dtype) if self.dtype.kind == "f" else variance
 
     def _count(self, axis):
         """How many elements a reduction over `axis` combines into each output."""
