@@ -115,6 +115,10 @@ class Tensor:
     requires_grad  whether backward() computes a gradient for this tensor
     """
     __array_priority__ = 1000  # numpy scalars defer to Tensor's operators (np.float32(2) * t is a Tensor)
+    # integer ids only: (lowest, highest) id, where the code that made the tensor measured them on the host before
+    # copying them to the GPU (gpt/data.py's batches, generation, the positions), so that the embedding and the loss
+    # need not read them back to check their range (functional._check_ids). No op sets it; it assumes .data unchanged
+    id_range = None
 
     def __init__(self, data, device=None, dtype=None, requires_grad=False, _ctx=None):
         if isinstance(data, Tensor):
