@@ -133,9 +133,11 @@ class CharDataset:
         ix = generator.integers(0, len(data) - block_size, size=batch_size)  # (B,) window starts
         # one gather instead of a Python loop: row b holds the T + 1 ids from ix[b]; X is its first T, Y its last T
         windows = data[ix[:, None] + np.arange(block_size + 1)].astype(np.int64)  # (B, T + 1)
+        id_range = int(windows.min()), int(windows.max())  # measured here, so the model need not read the GPU's copy
         windows = to_device(windows, device)  # the one host-to-device copy of this batch
         x = Tensor(windows[:, :-1], device=device)  # (B, T)
         y = Tensor(windows[:, 1:], device=device)   # (B, T)
+        x.id_range = y.id_range = id_range
         return x, y
 
 

@@ -137,6 +137,7 @@ class GPT(Module):
                 raise ValueError(f"targets shape {targets.shape} must equal idx shape {idx.shape}")
             self._check_tokens("targets", targets)
         positions = Tensor(idx.xp.arange(T), device=idx.device)                        # (T,)
+        positions.id_range = (0, T - 1)                                                # known: nothing to read back
         tok_emb = self.transformer.wte(idx)                                            # (B, T, C)
         pos_emb = self.transformer.wpe(positions)                                      # (T, C), broadcast over B
         x = self.transformer.drop(tok_emb + pos_emb)
@@ -187,7 +188,9 @@ class GPT(Module):
         tokens = idx.numpy()
         for _ in range(max_new_tokens):
             context = tokens[:, -self.config.block_size:]                 # crop to the last block_size tokens
-            logits, _ = self(Tensor(context, device=self.device))
+            context_ids = Tensor(context, device=self.device)
+            context_ids.id_range = int(context.min()), int(context.max())  # on the host, before the copy
+            logits, _ = self(context_ids)
             logits = logits.numpy()[:, -1, :].astype(np.float64) / temperature   # (B, V)
             if top_k is not None:
                 kth_largest = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1]), None]

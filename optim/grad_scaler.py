@@ -109,8 +109,12 @@ class GradScaler:
 
     @staticmethod
     def _found_inf(record):
-        all_finite = record["all_finite"]
-        return all_finite is not None and not bool(all_finite)  # bool(): the one host sync per optimizer
+        """Whether an unscaled gradient was inf or NaN: read from the device once (the one host sync of a step, which
+        step() needs to decide) and kept in the record for update()."""
+        if "found_inf" not in record:
+            all_finite = record["all_finite"]
+            record["found_inf"] = all_finite is not None and not bool(all_finite)
+        return record["found_inf"]
 
     # ---- checkpoints: plain numbers, as Optimizer.state_dict ----
 

@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given, settings
 
 from gpt.data import DEFAULT_TEXT_PATH, CharDataset, CharTokenizer
-from tinygrad_ed.device import cuda_available
 from strategies import texts
 from tinygrad_ed.tensor import Tensor
 
@@ -153,8 +152,7 @@ def test_generator_must_be_a_numpy_generator(counting):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not cuda_available(), reason="needs cupy and an NVIDIA GPU")
-def test_batch_on_cuda_matches_cpu(shakespeare):
+def test_batch_on_cuda_matches_cpu(shakespeare, cuda):
     x_cpu, y_cpu = shakespeare.get_batch("train", 4, 8, np.random.default_rng(3))
     x, y = shakespeare.get_batch("train", 4, 8, np.random.default_rng(3), device="cuda")
     assert x.device == y.device == "cuda"

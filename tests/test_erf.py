@@ -8,7 +8,6 @@ from hypothesis.extra import numpy as hnp
 
 from strategies import central_floats, float32s, small_shapes, wide_floats
 
-from tinygrad_ed.device import cuda_available
 from tinygrad_ed.erf import erf, erf_accurate, erf_fast
 
 ACCURATE_ABS = 2e-15   # erf_accurate: absolute error anywhere
@@ -162,8 +161,7 @@ def test_accurate_zero_keeps_its_sign():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not cuda_available(), reason="needs cupy and an NVIDIA GPU")
-def test_cupy_matches_numpy():
+def test_cupy_matches_numpy(cuda):
     import cupy
     x64 = np.linspace(-7, 7, 10_001)
     x32 = x64.astype(np.float32)

@@ -19,10 +19,16 @@ def _check_same_device(name, tensor, other):
 
 
 def _check_ids(name, ids, count, ignore_index=None):
-    """Integer ids in [0, count): numpy would silently wrap a negative id, and cupy does not check at all."""
+    """Integer ids in [0, count): numpy would silently wrap a negative id, and cupy does not check at all.
+
+    On a GPU, reading the ids' min and max back is a host sync that stalls the queue of kernels, so ids whose range
+    was measured on the host before the copy (Tensor.id_range: the batches, generation's context, the positions) are
+    checked against that range instead; any other ids, and ids outside their range, are read back to name the id."""
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer ids, got dtype {ids.dtype}")
     if ids.size == 0:
+        return
+    if ids.id_range is not None and ids.device != "cpu" and 0 <= ids.id_range[0] and ids.id_range[1] < count:
         return
     values = ids.data if ignore_index is None else ids.data[ids.data != ignore_index]
     if values.size and (int(values.min()) < 0 or int(values.max()) >= count):

@@ -15,6 +15,7 @@ import numpy as np
 from tinygrad_ed import fast
 from tinygrad_ed.device import array_module, check_device, device_of, to_device
 from tinygrad_ed.dtypes import FLOAT_DTYPES, check_dtype, is_floating, is_number, result_dtype
+from tinygrad_ed.fast.rows import wide_sum
 
 # ----------------------------------------------------------------------------------------------------------
 # gradient mode: inside `with no_grad():` ops build no graph (evaluation, the optimizer's own updates)
@@ -109,7 +110,7 @@ def unbroadcast(grad, shape):
         return grad
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
-    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+    return wide_sum(grad, axis=axes, keepdims=True).astype(grad.dtype, copy=False).reshape(shape)  # float16: Σ in f32
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -137,6 +138,10 @@ class Tensor:
     op's other tensors, keeping its dtype); anything else (a list, a string) is a TypeError naming the op.
     """
     __array_priority__ = 1000  # numpy scalars defer to Tensor's operators (np.float32(2) * t is a Tensor)
+    # integer ids only: (lowest, highest) id, where the code that made the tensor measured them on the host before
+    # copying them to the GPU (gpt/data.py's batches, generation, the positions), so that the embedding and the loss
+    # need not read them back to check their range (functional._check_ids). No op sets it; it assumes .data unchanged
+    id_range = None
 
     def __init__(self, data, device=None, dtype=None, requires_grad=False, _ctx=None):
         if isinstance(data, Tensor):
@@ -368,9 +373,8 @@ class Tensor:
         return reduce.LogSumExp.apply(self, axis=reduction_axes("logsumexp", axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        """The mean; over no elements it is nan, as in PyTorch."""
-        count = self._count(reduction_axes("mean", axis, self.ndim))
-        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count if count else math.nan)
+        """The mean; over no elements it is nan, as in PyTorch (one op: see reduce.Mean)."""
+        return reduce.Mean.apply(self, axis=reduction_axes("mean", axis, self.ndim), keepdims=keepdims)
 
     def var(self, axis=None, keepdims=False, correction=1):
         """Variance, Σ(x - mean)² / (N - correction), as torch.var: correction=1 (the default) is the unbiased
@@ -378,7 +382,10 @@ class Tensor:
         sum of 0), as PyTorch's."""
         divisor = max(self._count(reduction_axes("var", axis, self.ndim)) - correction, 0)
         centered = self - self.mean(axis=axis, keepdims=True)
-        return (centered * centered).sum(axis=axis, keepdims=keepdims) * (1.0 / divisor if divisor else math.inf)
+        if self.dtype == np.float16:  # squared in float32: a float16 square overflows from |x - mean| > 256 on
+            centered = centered.float()
+        variance = (centered * centered).sum(axis=axis, keepdims=keepdims) * (1.0 / divisor if divisor else math.inf)
+        return variance.astype(np.float16) if self.dtype == np.float16 else variance
 
     def std(self, axis=None, keepdims=False, correction=1):
         """Standard deviation, the square root of var (same arguments, as torch.std)."""

@@ -2,6 +2,7 @@
 import math
 
 from tinygrad_ed.erf import erf_with_gaussian
+from tinygrad_ed.fast.rows import wide_sum
 from tinygrad_ed.tensor import Function
 
 
@@ -48,12 +49,12 @@ class Softmax(Function):
         xp = self.xp
         self.axis = axis
         exp = xp.exp(x - x.max(axis=axis, keepdims=True))
-        self.out = exp / exp.sum(axis=axis, keepdims=True)
+        self.out = (exp / wide_sum(exp, axis=axis, keepdims=True)).astype(x.dtype, copy=False)  # float16: Σ in float32
         return self.out
 
     def backward(self, grad):  # ∂y_i/∂x_j = y_i(δ_ij - y_j)  ⇒  dx = y ⊙ (g - Σ g⊙y)
         y = self.out
-        return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
+        return (y * (grad - wide_sum(grad * y, axis=self.axis, keepdims=True))).astype(grad.dtype, copy=False)
 
 
 class LogSoftmax(Function):
@@ -64,8 +65,9 @@ class LogSoftmax(Function):
         xp = self.xp
         self.axis = axis
         shifted = x - x.max(axis=axis, keepdims=True)
-        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.out = (shifted - xp.log(wide_sum(xp.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype, copy=False)
         return self.out
 
     def backward(self, grad):  # ∂y_i/∂x_j = δ_ij - softmax_j  ⇒  dx = g - softmax ⊙ Σ g
-        return grad - self.xp.exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
+        total = wide_sum(grad, axis=self.axis, keepdims=True)
+        return (grad - self.xp.exp(self.out) * total).astype(grad.dtype, copy=False)

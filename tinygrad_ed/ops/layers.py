@@ -38,7 +38,8 @@ class LinearFunction(Function):
         rows = grad.reshape(-1, grad.shape[-1])                              # (N, out)
         grad_x = xp.matmul(rows, weight).reshape(x.shape) if self.needs_grad(0) else None
         grad_weight = xp.matmul(rows.T, x.reshape(-1, x.shape[-1])) if self.needs_grad(1) else None
-        grad_bias = column_sum(xp, rows) if len(self.inputs) > 2 and self.needs_grad(2) else None
+        grad_bias = column_sum(xp, rows).astype(rows.dtype, copy=False) if len(self.inputs) > 2 and self.needs_grad(2) \
+            else None
         return (grad_x, grad_weight, grad_bias)[:len(self.inputs)]
 
 
@@ -49,6 +50,7 @@ class CrossEntropy(Function):
     is the cross-entropy -Σ_j q_j log softmax_j. Fused with the softmax: the gradient of the mean loss with respect
     to the logits is simply
       ∂loss/∂logits = (softmax(logits) - q) / count
+    float16 logits: the softmax's sums and the sum of the losses are float32 (rows.py), the mean comes out float16.
     """
 
     def forward(self, logits, targets, ignore_index=None, label_smoothing=0.0):
@@ -69,7 +71,8 @@ class CrossEntropy(Function):
         self.count = int(valid.sum()) if valid is not None else len(targets)
         if valid is not None:
             losses = losses * valid
-        self.probs, self.rows, self.targets, self.valid = exp / sum_exp, rows, safe_targets, valid
+        probs = (exp / sum_exp).astype(logits.dtype, copy=False)
+        self.probs, self.rows, self.targets, self.valid = probs, rows, safe_targets, valid
         self.label_smoothing = label_smoothing
         return (losses.sum() / max(self.count, 1)).astype(logits.dtype)
 
@@ -87,7 +90,8 @@ class CrossEntropy(Function):
 
 
 class LayerNormFunction(Function):
-    """y = (x - mean) / √(var + eps) · weight + bias over the last axis (nanoGPT: eps 1e-5, optional bias)."""
+    """y = (x - mean) / √(var + eps) · weight + bias over the last axis (nanoGPT: eps 1e-5, optional bias).
+    float16 x: mean, variance and x̂ are float32 (row_mean accumulates in float32), y and the gradients float16."""
     promotion = "float"
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
@@ -96,12 +100,12 @@ class LayerNormFunction(Function):
         mean = row_mean(xp, x)                                             # (N, 1)
         centered = x - mean
         variance = row_mean(xp, centered * centered)                        # biased, as LayerNorm defines it
-        self.rstd = 1 / xp.sqrt(variance + x.dtype.type(eps))               # saved for the backward pass
+        self.rstd = 1 / xp.sqrt(variance + variance.dtype.type(eps))        # saved for the backward pass
         self.normalized = centered * self.rstd                               # x̂
         out = self.normalized * weight if weight is not None else self.normalized.copy()
         if bias is not None:
             out += bias
-        return out
+        return out.astype(x.dtype, copy=False)
 
     def backward(self, grad):
         xp, x_hat = self.xp, self.normalized
@@ -109,14 +113,15 @@ class LayerNormFunction(Function):
         # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ · x̂))
         #      term 1: direct path; term 2: through the mean; term 3: through the variance
         grad_x = (grad_x_hat - row_mean(xp, grad_x_hat) - x_hat * row_mean(xp, grad_x_hat * x_hat)) * self.rstd
-        return (grad_x, *self.parameter_gradients(grad))[:len(self.inputs)]
+        return (grad_x.astype(grad.dtype, copy=False), *self.parameter_gradients(grad))[:len(self.inputs)]
 
     def parameter_gradients(self, grad):
         """(∂loss/∂weight, ∂loss/∂bias) = (Σ_rows g·x̂, Σ_rows g), None for one that is absent or needs none."""
-        xp = self.xp
-        grad_weight = column_sum(xp, grad * self.normalized) if self.weight is not None and self.needs_grad(1) \
+        xp, dtype = self.xp, grad.dtype
+        grad_weight = column_sum(xp, grad * self.normalized).astype(dtype, copy=False) \
+            if self.weight is not None and self.needs_grad(1) else None
+        grad_bias = column_sum(xp, grad).astype(dtype, copy=False) if len(self.inputs) > 2 and self.needs_grad(2) \
             else None
-        grad_bias = column_sum(xp, grad) if len(self.inputs) > 2 and self.needs_grad(2) else None
         return grad_weight, grad_bias
 
 

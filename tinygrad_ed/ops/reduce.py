@@ -1,5 +1,9 @@
 """Reductions. Their adjoint is broadcasting: every input element that fed an output gets that output's gradient.
-`axis` arrives checked (Tensor's reduction_axes): None for every axis, else a sorted tuple of axes."""
+`axis` arrives checked (Tensor's reduction_axes): None for every axis, else a sorted tuple of axes.
+A float16 sum accumulates in float32 (tinygrad_ed/fast/rows.py) and is rounded to float16 once, at the end."""
+import numpy as np
+
+from tinygrad_ed.fast.rows import wide_sum
 from tinygrad_ed.tensor import Function
 
 
@@ -15,11 +19,30 @@ def _drop_kept(kept, axis, keepdims):
 
 class Sum(Function):
     def forward(self, a, axis, keepdims):
+        total = self._total(a, axis, keepdims)
+        return total.astype(a.dtype, copy=False) if a.dtype.kind == "f" else total
+
+    def _total(self, a, axis, keepdims):
         self.input_shape, self.kept_shape = a.shape, _kept_shape(a.shape, axis)
-        return a.sum(axis=axis, keepdims=keepdims)
+        return wide_sum(a, axis=axis, keepdims=keepdims)
 
     def backward(self, grad):  # ∂(Σ a)/∂a_i = 1: copy the gradient to every summed element
         return self.xp.broadcast_to(grad.reshape(self.kept_shape), self.input_shape)
+
+
+class Mean(Sum):
+    """Σ a / n, n the number of elements each output combines. One op rather than sum() · (1/n): a float16 sum of
+    100,000 ones is inf, their mean 1.0, because the total is divided while it is still float32. Over no elements
+    it is nan, as in PyTorch."""
+    promotion = "float"   # the mean of integers is a float (float32)
+
+    def forward(self, a, axis, keepdims):
+        total = self._total(a, axis, keepdims)
+        self.inverse_count = total.dtype.type(total.size / a.size if a.size else np.nan)
+        return (total * self.inverse_count).astype(a.dtype, copy=False)
+
+    def backward(self, grad):  # ∂(Σ a / n)/∂a_i = 1/n
+        return super().backward(grad * grad.dtype.type(self.inverse_count))
 
 
 class Max(Function):
