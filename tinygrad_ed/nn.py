@@ -17,7 +17,22 @@ class Module:
     training = True
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(vars(self).get("_forward_hooks", {}).values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            output = output if result is None else result
+        return output
+
+    def register_forward_hook(self, hook, with_kwargs=False):
+        """Call hook(module, args, output) after every forward (hook(module, args, kwargs, output) with_kwargs), as
+        torch's register_forward_hook: a result other than None replaces the output. Returns a handle whose remove()
+        takes the hook off again. How tinygrad_ed/graph.py learns which module made which part of the graph."""
+        if not callable(hook):
+            raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
+        hooks = vars(self).setdefault("_forward_hooks", {})
+        key = max(hooks, default=-1) + 1
+        hooks[key] = (hook, with_kwargs)
+        return RemovableHandle(hooks, key)
 
     def _children(self):
         """(name, module) for direct sub-modules, including those in lists (numbered as in PyTorch)."""
@@ -52,6 +67,18 @@ class Module:
         for _, child in self._children():
             yield from child.modules()
 
+    def named_modules(self, prefix=""):
+        """(dotted name, module) for this module ("" unless `prefix` is given) and every sub-module, each once."""
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            stack.extend((f"{name}.{child_name}" if name else child_name, child)
+                         for child_name, child in reversed(list(module._children())))
+
     def train(self, mode=True):
         """Training mode switches dropout on; eval() switches it off."""
         for module in self.modules():
@@ -82,6 +109,16 @@ class Module:
                                  f"dict but {parameter.shape} in the model")
         for name, parameter in parameters.items():
             parameter.data[...] = to_device(state_dict[name], parameter.device).astype(parameter.dtype)
+
+
+class RemovableHandle:
+    """What register_forward_hook returns: remove() takes the hook off (again is harmless), as torch's handle."""
+
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
 
 
 class Wrapper(Module):
