@@ -230,14 +230,13 @@ class Graph:
         """The graph as Graphviz DOT text. depth: None draws every op; an integer draws each module at that depth
         (and each module without sub-modules above it) as one node, see groups(). rankdir "LR" draws the chapter's
         chain left to right, "TB" top to bottom."""
-        group_of = self.groups(depth)
         if rankdir not in ("LR", "TB", "RL", "BT"):
             raise ValueError(f"rankdir must be 'LR', 'TB', 'RL' or 'BT', got {rankdir!r}")
-        root = self.nodes[-1].index
-        node_id = {node.index: f"n{node.index}" for node in self.nodes if node.index not in group_of}
+        group_of = self.groups(depth)
+        node_id = self.dot_ids(group_of)
         group_names = list(dict.fromkeys(group_of[node.index] for node in self.nodes if node.index in group_of))
-        group_id = {name: f"m{i}" for i, name in enumerate(group_names)}
-        node_id.update({index: group_id[name] for index, name in group_of.items()})
+        group_id = {name: node_id[index] for index, name in group_of.items()}
+        root = self.nodes[-1].index
 
         lines = ["digraph autograd {",
                  f'  graph [rankdir={rankdir}, fontname="Helvetica", labelloc=t, label=<{_html(title or "")}>];',
@@ -256,12 +255,20 @@ class Graph:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def dot_ids(self, group_of):
+        """{node index: its id in the DOT text}: n<index> for a node drawn alone, m<k> for the k-th module drawn as
+        one node (group_of as groups() gives it)."""
+        group_names = list(dict.fromkeys(group_of[node.index] for node in self.nodes if node.index in group_of))
+        return {node.index: f"m{group_names.index(group_of[node.index])}" if node.index in group_of
+                else f"n{node.index}" for node in self.nodes}
+
     def _node_label(self, node, is_root):
         kind = "root" if is_root else "constant" if node.constant else "parameter" if node.op == "parameter" else "op"
-        header = f"<b>{_html(node.name)}</b> {_html(node.op)}" if node.name else f"<b>{_html(node.op)}</b>"
-        rows = [_shape_and_dtype(node.tensor), _summary("value", node.tensor.numpy())]
+        header = _html(node.name) if node.name else _html(node.op)
+        rows = [f"{node.op}, {_shape_and_dtype(node.tensor)}" if node.name else _shape_and_dtype(node.tensor)]
+        rows += _summary("value", node.tensor.numpy())
         if node.tensor.grad is not None:
-            rows.append(_summary("grad", _host(node.tensor.grad)))
+            rows += _summary("grad", _host(node.tensor.grad))
         return _table(header, rows, COLOURS[kind], dashed=node.constant)
 
     def _group_label(self, name, members, group_of, root):
@@ -273,24 +280,29 @@ class Graph:
         kinds = {call.kind for call in self.calls if (call.name or call.kind) == name}
         ops = sum(1 for node in members if node.inputs)
         parameters = [node.tensor for node in members if node.op == "parameter"]
-        rows = [f"{ops} ops, {len(parameters)} parameters ({sum(p.size for p in parameters):,} numbers)"]
+        rows = [f"{'/'.join(sorted(kinds))}: {ops} op{'s' * (ops != 1)}, {len(parameters)} parameters "
+                f"({sum(p.size for p in parameters):,} numbers)"]
+        # a parameter it reads but another module owns (a tied weight: lm_head reads transformer.wte.weight)
+        borrowed = dict.fromkeys(self.nodes[parent].name or "a parameter" for parent, child in self.edges
+                                 if child in inside and parent not in inside and self.nodes[parent].op == "parameter")
+        rows += [f"reads {name}" for name in borrowed]
         if output:
             tensor = output[0].tensor
-            rows += ["out " + _shape_and_dtype(tensor), _summary("value", tensor.numpy())]
+            rows += ["output " + _shape_and_dtype(tensor)] + _summary("value", tensor.numpy())
             if tensor.grad is not None:
-                rows.append(_summary("grad", _host(tensor.grad)))
-        header = f"<b>{_html('/'.join(sorted(kinds)))}</b> {_html(name)}"
-        return _table(header, rows, COLOURS["module"])
+                rows += _summary("grad", _host(tensor.grad))
+        return _table(_html(name), rows, COLOURS["module"])
 
 
 # ----------------------------------------------------------------------------------------------------------
 # labels: Graphviz's HTML-like labels, every piece of text escaped
 
 def _table(header, rows, colour, dashed=False):
+    """A box: `header` (escaped already) in bold, then one line per row of plain text."""
     style = ' style="dashed"' if dashed else ""
     cells = "".join(f"<tr><td>{_html(row)}</td></tr>" for row in rows)
     return (f'<table border="1" cellborder="0" cellspacing="0" cellpadding="3" bgcolor="{colour}"{style}>'
-            f"<tr><td>{header}</td></tr>{cells}</table>")
+            f"<tr><td><b>{header}</b></td></tr>{cells}</table>")
 
 
 def _html(text):
@@ -314,14 +326,14 @@ def _shape_and_dtype(tensor):
 
 
 def _summary(what, array):
-    """`what` and the value of a one-element array, else its mean, std, min and max."""
+    """Label lines: `what` and the value of a one-element array, else its mean and std, then its min and max."""
     if array.size == 0:
-        return f"{what} empty"
+        return [f"{what} empty"]
     values = np.asarray(array, dtype=np.float64)
     if values.size == 1:
-        return f"{what} {_number(values.item())}"
-    return (f"{what} mean {_number(values.mean())} std {_number(values.std())} "
-            f"min {_number(values.min())} max {_number(values.max())}")
+        return [f"{what} {_number(values.item())}"]
+    return [f"{what} mean {_number(values.mean())} std {_number(values.std())}",
+            f"min {_number(values.min())} max {_number(values.max())}"]
 
 
 def _number(value):

@@ -209,7 +209,7 @@ class Tensor:
     def retain_grad(self):
         """Keep this tensor's gradient in .grad after backward() although it is not a leaf, as torch's retain_grad
         (a leaf keeps its gradient anyway): how a drawing of the graph shows ∂loss/∂node for every node
-        (tinygrad_ed/graph.py). The gradient accumulates across backward() calls, as a leaf's does."""
+        (tinygrad_ed/graph.py)."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad: no gradient reaches it")
         self._retains_grad = True
