@@ -123,9 +123,9 @@ def test_the_script_refuses_a_graph_or_plot_path_it_cannot_write_before_it_runs(
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
+    script = str(ROOT / "examples" / "linear_w.py")
     code = ("import runpy, sys\nsys.modules['matplotlib'] = None\n"   # None in sys.modules: not importable
-            f"sys.argv = ['linear_w.py', '--plot', 'w.png']\nrunpy.run_path({str(ROOT / 'examples' / 'linear_w.py')!r}, "
-            "run_name='__main__')\n")
+            f"sys.argv = ['linear_w.py', '--plot', 'w.png']\nrunpy.run_path({script!r}, run_name='__main__')\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "pip install -e '.[plot]'" in result.stderr
     assert not (tmp_path / "w.png").exists()

@@ -1,7 +1,7 @@
 """The autograd graph, drawn: what loss.backward() walks, as Graphviz DOT text (chapter part 3, step 3).
 
-The chapter draws backpropagation as a chain, X → w1 → h1 → w2 → h2 → w3 → output → loss, and walks it back from
-∂loss/∂loss = 1. `trace` takes that graph from any tensor (the nodes `Tensor._topological_order` gives backward,
+The chapter draws backpropagation as a chain, X → w1 → h1 → w2 → h2 → w3 → output → loss, and walks it back
+from ∂loss/∂loss = 1. `trace` takes that graph from any tensor (the nodes `Tensor._topological_order` gives backward,
 plus the inputs that need no gradient, drawn grey), and `Graph.to_dot` writes it as DOT text, with no dependency:
 each node shows the op that made it, its name where a model or a dict names it, its shape and dtype, a short summary
 of its value and, after backward, its gradient ∂loss/∂node. `render` writes the text to a .dot file, or runs
@@ -248,7 +248,8 @@ class Graph:
                              f"label=<{self._node_label(node, node.index == root)}>];")
         for name in group_names:
             members = [node for node in self.nodes if group_of.get(node.index) == name]
-            lines.append(f"  {group_id[name]} [tooltip={_quoted(name)}, label=<{self._group_label(name, members, group_of, root)}>];")
+            label = self._group_label(name, members, group_of, root)
+            lines.append(f"  {group_id[name]} [tooltip={_quoted(name)}, label=<{label}>];")
         edges = dict.fromkeys((node_id[parent], node_id[child]) for parent, child in self.edges
                               if node_id[parent] != node_id[child])
         lines.extend(f"  {parent} -> {child};" for parent, child in edges)
@@ -362,7 +363,8 @@ def output_format(path):
 
 
 def render(dot_text, path):
-    """Write `dot_text` at `path`: .dot/.gv the text itself, .svg/.png a picture drawn by Graphviz's dot. Returns path."""
+    """Write `dot_text` at `path`: .dot/.gv the text itself, .svg/.png a picture drawn by Graphviz's dot; returns
+    the path."""
     if not isinstance(dot_text, str):
         raise TypeError(f"render needs the DOT text (a str, from Graph.to_dot), got {type(dot_text).__name__}")
     picture = output_format(path)
