@@ -15,12 +15,14 @@ from tinygrad_ed.tensor import Tensor
 
 class Module:
     training = True
+    _forward_hooks = None  # {key: (hook, with_kwargs)} on a module that register_forward_hook was called on
 
     def __call__(self, *args, **kwargs):
         output = self.forward(*args, **kwargs)
-        for hook, with_kwargs in list(vars(self).get("_forward_hooks", {}).values()):
-            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
-            output = output if result is None else result
+        if self._forward_hooks:  # only while something listens (graph.py's record_modules)
+            for hook, with_kwargs in list(self._forward_hooks.values()):
+                result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+                output = output if result is None else result
         return output
 
     def register_forward_hook(self, hook, with_kwargs=False):
@@ -29,7 +31,9 @@ class Module:
         takes the hook off again. How tinygrad_ed/graph.py learns which module made which part of the graph."""
         if not callable(hook):
             raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
-        hooks = vars(self).setdefault("_forward_hooks", {})
+        if self._forward_hooks is None:
+            self._forward_hooks = {}
+        hooks = self._forward_hooks
         key = max(hooks, default=-1) + 1
         hooks[key] = (hook, with_kwargs)
         return RemovableHandle(hooks, key)
