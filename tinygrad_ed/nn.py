@@ -33,10 +33,9 @@ class Module:
             raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
         if self._forward_hooks is None:
             self._forward_hooks = {}
-        hooks = self._forward_hooks
-        key = max(hooks, default=-1) + 1
-        hooks[key] = (hook, with_kwargs)
-        return RemovableHandle(hooks, key)
+        key = max(self._forward_hooks, default=-1) + 1
+        self._forward_hooks[key] = (hook, with_kwargs)
+        return RemovableHandle(self, key)
 
     def _children(self):
         """(name, module) for direct sub-modules, including those in lists (numbered as in PyTorch)."""
@@ -118,11 +117,15 @@ class Module:
 class RemovableHandle:
     """What register_forward_hook returns: remove() takes the hook off (again is harmless), as torch's handle."""
 
-    def __init__(self, hooks, key):
-        self.hooks, self.key = hooks, key
+    def __init__(self, module, key):
+        self.module, self.key = module, key
 
     def remove(self):
-        self.hooks.pop(self.key, None)
+        hooks = self.module._forward_hooks
+        if hooks is not None:
+            hooks.pop(self.key, None)
+            if not hooks:  # the last one: the module is as it was before any hook
+                del self.module._forward_hooks
 
 
 class Wrapper(Module):
