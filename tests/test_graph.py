@@ -65,6 +65,11 @@ def test_forward_hooks_see_every_call_can_replace_the_output_and_come_off():
     assert np.all(layer(x).numpy() == 0) and len(seen) == 2
     handle.remove(), replacing.remove(), replacing.remove()   # removing twice is harmless, as torch's handle
     assert np.all(layer(x).numpy() == out.numpy()) and len(seen) == 2 and "_forward_hooks" not in vars(layer)
+    later = layer.register_forward_hook(lambda module, args, output: seen.append("later"))
+    handle.remove()                                          # a stale handle leaves a later hook on
+    layer(x)
+    assert seen[-1] == "later"
+    later.remove()
     with pytest.raises(TypeError, match="callable"):
         layer.register_forward_hook("not a function")
 

@@ -5,12 +5,16 @@ Modules. The dotted path to each parameter is its name (`transformer.h.0.attn.c_
 `named_parameters()`, `state_dict()` and checkpoints use.
 """
 import copy
+import itertools
 
 import numpy as np
 
 from tinygrad_ed import functional as F
 from tinygrad_ed.device import array_module, to_device
 from tinygrad_ed.tensor import Tensor
+
+
+_hook_keys = itertools.count()
 
 
 class Module:
@@ -33,7 +37,7 @@ class Module:
             raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
         if self._forward_hooks is None:
             self._forward_hooks = {}
-        key = max(self._forward_hooks, default=-1) + 1
+        key = next(_hook_keys)  # unique for the process: a stale handle can never remove a later hook
         self._forward_hooks[key] = (hook, with_kwargs)
         return RemovableHandle(self, key)
 
