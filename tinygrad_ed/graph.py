@@ -233,9 +233,7 @@ class Graph:
         if rankdir not in ("LR", "TB", "RL", "BT"):
             raise ValueError(f"rankdir must be 'LR', 'TB', 'RL' or 'BT', got {rankdir!r}")
         group_of = self.groups(depth)
-        node_id = self.dot_ids(group_of)
-        group_names = list(dict.fromkeys(group_of[node.index] for node in self.nodes if node.index in group_of))
-        group_id = {name: node_id[index] for index, name in group_of.items()}
+        node_id, group_names = self.dot_ids(group_of), self._group_names(group_of)
         root = self.nodes[-1].index
 
         lines = ["digraph autograd {",
@@ -246,10 +244,9 @@ class Graph:
             if node.index not in group_of:
                 lines.append(f"  {node_id[node.index]} [tooltip={_quoted(node.name or node.op)}, "
                              f"label=<{self._node_label(node, node.index == root)}>];")
-        for name in group_names:
-            members = [node for node in self.nodes if group_of.get(node.index) == name]
-            label = self._group_label(name, members, group_of, root)
-            lines.append(f"  {group_id[name]} [tooltip={_quoted(name)}, label=<{label}>];")
+        for k, name in enumerate(group_names):
+            label = self._group_label(name, [node for node in self.nodes if group_of.get(node.index) == name], root)
+            lines.append(f"  m{k} [tooltip={_quoted(name)}, label=<{label}>];")
         edges = dict.fromkeys((node_id[parent], node_id[child]) for parent, child in self.edges
                               if node_id[parent] != node_id[child])
         lines.extend(f"  {parent} -> {child};" for parent, child in edges)
@@ -259,9 +256,13 @@ class Graph:
     def dot_ids(self, group_of):
         """{node index: its id in the DOT text}: n<index> for a node drawn alone, m<k> for the k-th module drawn as
         one node (group_of as groups() gives it)."""
-        group_names = list(dict.fromkeys(group_of[node.index] for node in self.nodes if node.index in group_of))
-        return {node.index: f"m{group_names.index(group_of[node.index])}" if node.index in group_of
-                else f"n{node.index}" for node in self.nodes}
+        k = {name: k for k, name in enumerate(self._group_names(group_of))}
+        return {node.index: f"m{k[group_of[node.index]]}" if node.index in group_of else f"n{node.index}"
+                for node in self.nodes}
+
+    def _group_names(self, group_of):
+        """The modules drawn as one node each, in the order their first nodes were made."""
+        return list(dict.fromkeys(group_of[node.index] for node in self.nodes if node.index in group_of))
 
     def _node_label(self, node, is_root):
         kind = "root" if is_root else "constant" if node.constant else "parameter" if node.op == "parameter" else "op"
@@ -272,7 +273,7 @@ class Graph:
             rows += _summary("grad", _host(node.tensor.grad))
         return _table(header, rows, COLOURS[kind], dashed=node.constant)
 
-    def _group_label(self, name, members, group_of, root):
+    def _group_label(self, name, members, root):
         """A module drawn as one node: its kind, how many ops and parameters it holds, and its output (the last of
         its nodes that something outside it reads), with the output's value and gradient."""
         inside = {node.index for node in members}
