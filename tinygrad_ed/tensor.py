@@ -142,6 +142,7 @@ class Tensor:
     # copying them to the GPU (gpt/data.py's batches, generation, the positions), so that the embedding and the loss
     # need not read them back to check their range (functional._check_ids). No op sets it; it assumes .data unchanged
     id_range = None
+    _retains_grad = False  # set by retain_grad(): backward() also keeps this non-leaf tensor's gradient in .grad
 
     def __init__(self, data, device=None, dtype=None, requires_grad=False, _ctx=None):
         if isinstance(data, Tensor):
@@ -205,6 +206,14 @@ class Tensor:
         """This tensor on `device`; gradients flow back across the copy."""
         return self if device == self.device else ToDevice.apply(self, device=device)
 
+    def retain_grad(self):
+        """Keep this tensor's gradient in .grad after backward() although it is not a leaf, as torch's retain_grad
+        (a leaf keeps its gradient anyway): how a drawing of the graph shows ∂loss/∂node for every node
+        (tinygrad_ed/graph.py)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad: no gradient reaches it")
+        self._retains_grad = True
+
     def requires_grad_(self, requires_grad=True):
         if requires_grad:
             self._check_can_require_grad()
@@ -245,6 +254,8 @@ class Tensor:
                 else:
                     node.grad += grad
                 continue
+            if node._retains_grad:  # complete here: every consumer of node came earlier in this reverse order
+                node.grad = grad.copy() if node.grad is None else node.grad + grad
             input_grads = node._ctx.backward(grad)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
