@@ -24,7 +24,7 @@ import numpy as np
 
 from gpt import CharDataset
 from tinygrad_ed import Tensor, no_grad
-from tinygrad_ed.device import array_module, cuda_available
+from tinygrad_ed.device import array_module, require_cuda
 from tinygrad_ed.fast import plain_path
 
 N_BATCHES = 4
@@ -90,9 +90,12 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not cuda_available():
-        print("gpu_bench: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
-        return 2
+    if args.device == "cuda":
+        try:
+            require_cuda("gpu_bench --device cuda")
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 2
 
     spec = {**harness.model_spec("baby"), "block_size": args.block_size}
     dataset, generator = CharDataset(), np.random.default_rng(1337)

@@ -32,7 +32,7 @@ from gpt.config import gpu_preset
 from gpt.training import train
 from optim import AdamW
 from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention
-from tinygrad_ed.device import array_module, cuda_available, to_device
+from tinygrad_ed.device import array_module, require_cuda, to_device
 from tinygrad_ed.fast import plain_path
 
 relative_difference = harness.relative_difference
@@ -235,9 +235,12 @@ def main(argv=None):
     parser.add_argument("--json", default=str(default_json),
                         help="where the JSON report goes (rewritten after every section)")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not cuda_available():
-        print("gpu_equivalence: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
-        return 2
+    if args.device == "cuda":
+        try:
+            require_cuda("gpu_equivalence --device cuda")
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 2
     sections = args.sections.split(",")
     unknown = set(sections) - {"kernels", "model", "float16"}
     if unknown:
