@@ -95,7 +95,8 @@ def test_without_cupy_the_fix_is_named(monkeypatch):
     monkeypatch.setattr(device, "_problems", {})
     monkeypatch.setattr(builtins, "__import__", no_cupy)
     problem = device.cuda_problem()
-    assert problem.startswith("cupy is not installed (No module named 'cupy')") and "pip install -e '.[cuda]'" in problem
+    assert problem.startswith("cupy is not installed (No module named 'cupy')")
+    assert "pip install -e '.[cuda]'" in problem
 
 
 def test_train_char_gpt_names_the_reason(standin, fresh, monkeypatch, capsys):
