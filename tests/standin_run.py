@@ -3,6 +3,7 @@ for one test: scripts/gpu_check.sh --dry-run runs its python parts through this 
 
     python tests/standin_run.py bench/gpu_equivalence.py --quick
     python tests/standin_run.py -m pytest -q tests/test_cuda.py
+    python tests/standin_run.py -c "import cupy; print(cupy.__version__)"
 """
 import os
 import runpy
@@ -25,7 +26,10 @@ def main(argv):
     if not argv:
         sys.exit(__doc__)
     install()
-    if argv[0] == "-m":
+    if argv[0] == "-c":
+        sys.argv = ["-c"] + argv[2:]
+        exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+    elif argv[0] == "-m":
         sys.argv = argv[1:]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
