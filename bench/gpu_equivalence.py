@@ -251,7 +251,7 @@ def float16_section(device, report, iters, sizes=None):
     lines += ["", f"|val loss difference| = {difference:.4f} (tolerance {FLOAT16_TOLERANCE}): "
               f"{'ok' if ok else '**too far apart**'}"]
     f16, f32 = results["float16"], results["float32"]
-    figure = (f"val {f16['val_loss']:.4f} vs float32 {f32['val_loss']:.4f} (|diff| {difference:.4f}, tolerance "
+    figure = (f"val {f16['val_loss']:.4f} vs float32 {f32['val_loss']:.4f} (difference {difference:.4f}, tolerance "
               f"{FLOAT16_TOLERANCE}), {f16['ms_per_iter']:.1f} vs {f32['ms_per_iter']:.1f} ms/iter")
     return lines, ok, figure
 

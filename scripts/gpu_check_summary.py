@@ -19,7 +19,7 @@ TORCH_RATIO_TARGET = 1.0  # our baby-GPT iteration at most this many times PyTor
 CANNOT_RUN = [
     (re.compile(r"Duplicate GPU detected", re.I), "NCCL refuses two ranks on one GPU: needs two GPUs"),
     (re.compile(r"the nccl transport needs NCCL"), "this cupy cannot load NCCL (pip install nvidia-nccl-cu12)"),
-    (re.compile(r"mpiexec: (command )?not found|No such file or directory: 'mpiexec'"),
+    (re.compile(r"mpiexec: (command )?not found|failed to run command .mpiexec.|No such file or directory: 'mpiexec'"),
      "no mpiexec (pip install -e '.[mpi]')"),
     (re.compile(r"No module named 'mpi4py'"), "no mpi4py (pip install -e '.[mpi]')"),
 ]

@@ -59,6 +59,7 @@ TRAIN = ("iter 0: loss 4.2000, lr 1.00e-05, 900.0 ms/iter, 18 tok/s, grad norm 3
          "final (iteration 300): train loss 2.3456, val loss 2.3791, best val loss 2.3791\n"
          "time: 20.01 s in all, 60.0 ms per training iteration\n")
 FULL = TRAIN.replace("val loss 2.3791, best val loss 2.3791", "val loss 1.4901, best val loss 1.4712")
+NO_MPIEXEC = "timeout: failed to run command 'mpiexec': No such file or directory\n"
 NCCL_ONE_GPU = "NCCL error: ncclInvalidUsage: Duplicate GPU detected : rank 0 and rank 1 both on CUDA device 1a000\n"
 
 
@@ -84,17 +85,20 @@ def test_each_part_gets_its_verdict_and_figure(parts):
     lines, failed = summary.table(parts(
         ("cuda-kernels", 0, PYTEST_OK), ("cuda-tests", 1, PYTEST_FAILED), ("equivalence-f32", 0, EQUIVALENCE),
         ("bench-tf32-off", 0, BENCH_OFF), ("bench-tf32-on", 0, BENCH_ON), ("train-short", 0, TRAIN),
-        ("nccl-2-ranks", 1, NCCL_ONE_GPU), ("equivalence-f16", 124, "iter 0 ...")))
+        ("nccl-2-ranks", 1, NCCL_ONE_GPU), ("equivalence-f16", 124, "iter 0 ..."),
+        ("nccl-test", 127, NO_MPIEXEC)))
     rows = rows_of(lines)
     assert rows["cuda-kernels"][:2] == ["PASS", "41 passed, 2 skipped in 12.31s"]
     assert rows["cuda-tests"][:2] == ["FAIL", "exit 1: 1 failed, 40 passed in 9.02s"]
     assert rows["equivalence-f32"][0] == "PASS" and "kernels ok: max diff 3.1e-06" in rows["equivalence-f32"][1]
     assert rows["bench-tf32-off"][:2] == ["PASS", "12.3 ms/iter = 0.95× torch (13.0); target ≤ 1×: met"]
     assert rows["bench-tf32-on"][1] == "9.6 ms/iter = 1.20× torch (8.0); target ≤ 1×: missed"
-    assert rows["tf32 on vs off"][:2] == ["PASS", "ours 12.3 → 9.6 ms/iter (1.28× faster with TF32); torch 13.0 → 8.0"]
+    assert rows["tf32 on vs off"][:2] == ["PASS",
+                                          "ours 12.3 → 9.6 ms/iter (1.28× faster with TF32); torch 13.0 → 8.0"]
     assert rows["train-short"][:2] == ["PASS", "iteration 300: train 2.3456, val 2.3791, 41.5 ms/iter after warm-up"]
     assert rows["nccl-2-ranks"][:2] == ["SKIP", "NCCL refuses two ranks on one GPU: needs two GPUs"]
     assert rows["equivalence-f16"][:2] == ["FAIL", "timed out after 50 s"]
+    assert rows["nccl-test"][:2] == ["SKIP", "no mpiexec (pip install -e '.[mpi]')"]
     assert rows["cuda-kernels"][2] == "12 s of 50 |"
     assert failed == 2  # the skip is not a failure
 
