@@ -81,7 +81,8 @@ def _check(cupy):
         x = cupy.arange(4, dtype=cupy.float32)
         y = cupy.ElementwiseKernel(*_CHECK_KERNEL)(x).get()
     except Exception as error:
-        return f"{found} but could not compile and run a kernel (NVRTC missing? {_first_line(error)}): {fix}"
+        return (f"{found} but could not compile and run a kernel (NVRTC or the CUDA headers missing? "
+                f"{_first_line(error)}): {fix}")
     if not np.array_equal(y, np.arange(1, 5, dtype=np.float32)):
         return f"{found} but a kernel computing x + 1 gave {y.tolist()}: the GPU or its driver is not working"
     try:
