@@ -11,7 +11,7 @@
 # cupy compiles each kernel at its first use and keeps it in ~/.cupy/kernel_cache, so the first parts pay the
 # compiles; every per-iteration figure is taken after warm-up iterations, so compiles are not in it.
 #   kernel-compile     20 s  tests/test_kernel_compile.py: every kernel source through NVRTC for sm_90
-#   cuda-kernels       50 s  pytest -m cuda: tests/test_cuda_kernels.py, test_cuda.py, test_device.py
+#   cuda-kernels       50 s  pytest -m cuda: tests/test_cuda_kernels.py and tests/test_cuda.py
 #   equivalence-f32    50 s  bench/gpu_equivalence.py kernels,model: fused vs plain cupy vs cpu, the baby GPT
 #   equivalence-f16    75 s  bench/gpu_equivalence.py float16: 200 iterations of the GPU preset, float16 vs float32
 #   bench-tf32-off     45 s  bench/gpu_bench.py: one baby-GPT iteration (batch 64), ours vs PyTorch eager
@@ -123,7 +123,7 @@ except Exception as error: print(" | torch: not usable:", error, end="")' 2>&1 |
 
 PYTEST=(python -m pytest -q -p no:cacheprovider)
 run_part kernel-compile 20 "${PYTEST[@]}" tests/test_kernel_compile.py
-run_part cuda-kernels 50 "${PYTEST[@]}" -m cuda tests/test_cuda_kernels.py tests/test_cuda.py tests/test_device.py
+run_part cuda-kernels 50 "${PYTEST[@]}" -m cuda tests/test_cuda_kernels.py tests/test_cuda.py
 run_part equivalence-f32 50 "${PY[@]}" bench/gpu_equivalence.py --sections kernels,model "${EQUIVALENCE[@]}" \
     --json "$EQUIVALENCE_JSON"
 run_part equivalence-f16 75 "${PY[@]}" bench/gpu_equivalence.py --sections float16 "${EQUIVALENCE[@]}" \
@@ -136,7 +136,7 @@ run_part nccl-test 25 "${PYTEST[@]}" -m cuda tests/test_distributed.py
 run_part nccl-2-ranks 40 mpiexec -n 2 "${PY[@]}" examples/train_char_gpt.py --device cuda --backend nccl \
     "${TINY[@]}" --sample-tokens 0 --out-dir "$LOGS/nccl-2-ranks"
 run_part cuda-tests 60 "${PYTEST[@]}" -m cuda --ignore=tests/test_cuda_kernels.py --ignore=tests/test_cuda.py \
-    --ignore=tests/test_device.py --ignore=tests/test_distributed.py --ignore=tests/test_kernel_compile.py
+    --ignore=tests/test_distributed.py --ignore=tests/test_kernel_compile.py
 if [ "$FULL" = 1 ]; then
     run_part train-full 1500 "${PY[@]}" examples/train_char_gpt.py --device cuda --sample-tokens 0 \
         --out-dir "$LOGS/train-full"
