@@ -48,8 +48,9 @@ def _site_dirs():
 
 
 def find_nvrtc():
-    """The path of libnvrtc.so.12 from the nvidia-cuda-nvrtc-cu12 wheel (or a CUDA toolkit), or None."""
-    candidates = [d / "nvidia" / "cuda_nvrtc" / "lib" / "libnvrtc.so.12" for d in _site_dirs()]
+    """The path of libnvrtc from the nvidia-cuda-nvrtc-cu12 wheel (or CUDA 13's, or a CUDA toolkit), or None."""
+    candidates = [d / "nvidia" / folder / "lib" / f"libnvrtc.so.{major}" for d in _site_dirs()
+                  for folder, major in (("cuda_nvrtc", 12), ("cu13", 13), ("cuda_nvrtc", 13))]
     for root in filter(None, (os.environ.get("CUDA_PATH"), "/usr/local/cuda")):
         candidates += [Path(root) / "lib64" / "libnvrtc.so.12", Path(root) / "lib64" / "libnvrtc.so"]
     return next((str(path) for path in candidates if path.is_file()), None)
@@ -57,7 +58,7 @@ def find_nvrtc():
 
 def find_cuda_headers():
     """A directory with cuda_fp16.h (what a half-precision source includes), or None."""
-    candidates = [d / "nvidia" / "cuda_runtime" / "include" for d in _site_dirs()]
+    candidates = [d / "nvidia" / folder / "include" for d in _site_dirs() for folder in ("cuda_runtime", "cu13")]
     candidates += [Path(root) / "include" for root in filter(None, (os.environ.get("CUDA_PATH"), "/usr/local/cuda"))]
     return next((str(path) for path in candidates if (path / "cuda_fp16.h").is_file()), None)
 
