@@ -99,6 +99,21 @@ def test_without_cupy_the_fix_is_named(monkeypatch):
     assert "pip install -e '.[cuda]'" in problem
 
 
+def test_a_cupy_that_fails_to_import_means_no_cuda(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def broken_cupy(name, *args, **kwargs):
+        if name == "cupy":
+            raise OSError("libcudart.so.12: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(device, "_cupy", None)
+    monkeypatch.setattr(device, "_problems", {})
+    monkeypatch.setattr(builtins, "__import__", broken_cupy)
+    assert not device.cuda_available()
+    assert device.cuda_problem().startswith("cupy could not be imported (OSError: libcudart.so.12: cannot open")
+
+
 def test_train_char_gpt_names_the_reason(standin, fresh, monkeypatch, capsys):
     """The user-facing error of --device cuda is the detection's reason, before any work starts."""
     main = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "train_char_gpt.py"))["main"]

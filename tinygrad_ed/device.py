@@ -59,9 +59,12 @@ def cuda_problem():
     compiled, run and read back, and one tiny matmul too, once per process."""
     try:
         cupy = _import_cupy()
-    except RuntimeError as error:
+    except RuntimeError as error:  # _import_cupy's: no module named cupy
         return _problems.setdefault(None, f"cupy is not installed ({error.__cause__}): pip install -e '.[cuda]' "
                                           "on a machine with an NVIDIA GPU")
+    except Exception as error:  # a cupy that fails while importing, e.g. on a CUDA library it cannot load
+        return _problems.setdefault(None, f"cupy could not be imported ({_first_line(error)}): pip install -e "
+                                          "'.[cuda]' brings the CUDA libraries it needs")
     if cupy not in _problems:
         _problems[cupy] = _check(cupy)
     return _problems[cupy]
