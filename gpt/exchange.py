@@ -207,12 +207,16 @@ def our_model_state(state, source, notes):
             value = value.astype(np.float32)
         model_state[name] = value
     if converted:
-        notes.append(f"converted {len(converted)} float16/bfloat16 weights to float32 (this engine trains float32 "
-                     f"weights): the values are the same, widened")
+        notes.append(_widened(len(converted)))
     dtypes = {value.dtype for value in model_state.values()}
     if len(dtypes) > 1:
         raise ConversionError(f"{source!r} mixes weight dtypes {sorted(map(str, dtypes))}")
     return model_state
+
+
+def _widened(count):
+    return (f"converted {count} float16/bfloat16 weights to float32 (this engine trains float32 weights): the "
+            f"values are the same, widened")
 
 
 def model_args(config):
@@ -314,7 +318,7 @@ def read_safetensors(path, meta, notes):
     try:
         with safetensors.safe_open(path, framework="np") as file:
             metadata = file.metadata() or {}
-        tensors = _load_safetensors(path, safetensors)
+        tensors = _load_safetensors(path, safetensors, notes)
     except (safetensors.SafetensorError, OSError, ValueError, TypeError, KeyError) as error:
         raise ConversionError(f"cannot read {path!r} as safetensors (truncated or not a safetensors file?): "
                               f"{type(error).__name__}: {error}") from None
@@ -337,9 +341,9 @@ def read_safetensors(path, meta, notes):
     return _imported(path, config, model_state, tokenizer, iter_num, best_val_loss, train_config, notes)
 
 
-def _load_safetensors(path, safetensors):
+def _load_safetensors(path, safetensors, notes):
     """name -> numpy array. numpy has no bfloat16: those tensors are read from the raw bytes, widened to float32
-    (a bfloat16 is the top half of a float32)."""
+    (a bfloat16 is the top half of a float32), with a note."""
     with open(path, "rb") as file:
         header_size = int.from_bytes(file.read(8), "little")
         if header_size > os.path.getsize(path):
@@ -362,6 +366,7 @@ def _load_safetensors(path, safetensors):
             if entry["dtype"] == "BF16":
                 raw = (raw.astype(np.uint32) << 16).view(np.float32)
             tensors[name] = raw.reshape(entry["shape"])
+        notes.append(_widened(len(bfloat16)))
         return tensors
 
 
@@ -430,9 +435,12 @@ def read_pt(path, meta, notes):
     if not isinstance(saved, dict) or "model" not in saved or "model_args" not in saved:
         raise ConversionError(f"{path!r} is not nanoGPT's ckpt.pt: it needs 'model' and 'model_args' entries")
     try:
+        bfloat16 = sum(value.dtype == torch.bfloat16 for value in saved["model"].values())
         state = {name: _numpy(value, torch) for name, value in saved["model"].items()}
     except (AttributeError, TypeError) as error:
         raise ConversionError(f"{path!r}: its 'model' is not a state_dict of tensors ({error})") from None
+    if bfloat16:
+        notes.append(_widened(bfloat16))
     model_state = our_model_state(state, path, notes)
     config = model_config(saved["model_args"], next(iter(model_state.values())).dtype, path, notes)
     tokenizer = read_meta(meta)
