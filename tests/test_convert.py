@@ -125,6 +125,8 @@ def write_meta(path, chars):
     (["{tmp}/ckpt.h5", "{tmp}/out.npz"], "unknown extension '.h5'"),
     (["{tmp}/missing.npz", "{tmp}/out.safetensors"], "no file at"),
     (["{ours}", "{ours}"], "same file"),
+    (["{ours}", "{ours}", "--force"], "same file"),
+    (["{ours}", "{tmp}/../{tmp.name}/ours/ckpt.npz", "--force"], "same file"),
     (["{ours}", "{tmp}/copy.npz"], "both .npz files: nothing to convert"),
     (["{ours}", "{tmp}/exists.pt"], "exists; pass --force"),
     (["{ours}", "{tmp}/out.pt", "--meta", "{tmp}/meta.pkl"], "carries its own"),
@@ -424,6 +426,13 @@ def test_a_nanogpt_checkpoint_imports_with_its_logits_and_optimizer(tmp_path):
                              str(tmp_path / "imported" / "ckpt.npz"), "--num-tokens", "10"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert sample.returncode == 0 and "iteration 250" in sample.stdout, sample.stderr
+    # nanoGPT's settings where ours has them, the machine's own, and the imported AdamW state: the run continues
+    config = make_config({"init_from": "resume", "out_dir": str(tmp_path / "imported"), "max_iters": 251,
+                          "eval_iters": 1, "batch_size": 4, "workers": 1, "device": "cpu"})
+    assert (config.learning_rate, config.warmup_iters, config.lr_decay_iters) == (1e-3, 100, 5000)
+    from gpt.training import train
+    result = train(config, CharDataset(), log=lambda line: None)
+    assert result.iter_num == 251 and result.optimizer.state_dict()["state"][0]["step"] == 2
 
 
 def test_bfloat16_nanogpt_weights_become_float32(tmp_path):
