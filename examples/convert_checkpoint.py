@@ -31,13 +31,15 @@ def main(argv=None):
     parser.add_argument("--meta", default=None,
                         help=f"the vocabulary of a .pt or .safetensors import (nanoGPT's {META_NAME}; default for a "
                              f".pt: the {META_NAME} beside it)")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET,
+    parser.add_argument("--dataset", default=None,
                         help="with a .pt OUT: the data set name written into its config; nanoGPT's sample.py reads "
-                             "data/DATASET/meta.pkl (default: %(default)s, tiny Shakespeare's characters)")
+                             f"data/DATASET/meta.pkl (default: {DEFAULT_DATASET}, tiny Shakespeare's characters)")
     args = parser.parse_args(argv)
+    if args.dataset is not None and os.path.splitext(args.target)[1].lower() != ".pt":
+        parser.error("--dataset names nanoGPT's data folder in a .pt's config; OUT is not a .pt")
     try:
         checkpoint, notes = convert(args.source, args.target, force=args.force, meta=args.meta,
-                                    dataset=args.dataset)
+                                    dataset=args.dataset or DEFAULT_DATASET)
     except CheckpointError as error:
         sys.exit(f"error: {error}")
     config = checkpoint.model_config
@@ -49,10 +51,14 @@ def main(argv=None):
         print(f"  note: {note}")
     if kind(args.target) == ".pt":
         meta = os.path.join(os.path.dirname(os.path.abspath(args.target)), META_NAME)
-        print(f"  wrote the vocabulary to {meta}; nanoGPT's sample.py reads it from data/{args.dataset}/{META_NAME}, "
-              f"train.py resumes with --init_from=resume --out_dir={os.path.dirname(args.target) or '.'}")
+        print(f"  wrote the vocabulary to {meta}; nanoGPT's sample.py reads it from "
+              f"data/{args.dataset or DEFAULT_DATASET}/{META_NAME}; its train.py resumes with --init_from=resume "
+              f"--out_dir={os.path.dirname(args.target) or '.'} --block_size={config.block_size}")
     elif kind(args.target) == ".npz":
         print(f"  sample from it: python examples/sample.py --checkpoint {args.target}")
+        if os.path.basename(args.target) == "ckpt.npz":
+            print(f"  train on from it: python examples/train_char_gpt.py --resume --out-dir "
+                  f"{os.path.dirname(args.target) or '.'}")
 
 
 if __name__ == "__main__":

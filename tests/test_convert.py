@@ -131,6 +131,7 @@ def write_meta(path, chars):
     (["{ours}", "{tmp}/exists.pt"], "exists; pass --force"),
     (["{ours}", "{tmp}/out.pt", "--meta", "{tmp}/meta.pkl"], "carries its own"),
     (["{ours}", "{tmp}"], "unknown extension"),
+    (["{ours}", "{tmp}/out.safetensors", "--dataset", "x"], "OUT is not a .pt"),
 ])
 def test_bad_arguments_get_a_clear_error_and_nothing_is_written(ours, tmp_path, args, message):
     (tmp_path / "exists.pt").write_bytes(b"keep me")
