@@ -27,8 +27,9 @@ What carries over and what does not:
 - The optimizer. nanoGPT's train.py with init_from='resume' loads checkpoint['optimizer'], so the .pt carries our
   AdamW state in torch's format: exp_avg = m, exp_avg_sq = v, step = t, and the two parameter groups of
   configure_optimizers (decay, then no decay), which number the parameters as ours do (optim/param_groups.py).
-  The .safetensors carries weights only: its import starts AdamW afresh, as does a .pt whose optimizer is not one
-  AdamW of those two groups.
+  Each group's other settings are this PyTorch's AdamW defaults (fused=None among them: nanoGPT resumed on cuda
+  then steps with the unfused AdamW, the same update). The .safetensors carries weights only: its import starts
+  AdamW afresh, as does a .pt whose optimizer is not one AdamW of those two groups.
 - What nanoGPT has no place for (the numpy generators' states, the loss scaler, our exact run settings) travels in
   the .pt under the extra key "tinygrad_ed", which nanoGPT ignores; a .pt that nanoGPT wrote gets the settings
   from its "config" (the ones this project has, minus the machine's: device, backend, workers, dtype) and

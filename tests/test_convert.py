@@ -256,6 +256,24 @@ def test_safetensors_import_errors(ours, tmp_path):
     assert not any((tmp_path / name).exists() for name in ("cut.npz", "bare.npz", "x.npz", "untied.npz"))
 
 
+def test_safetensors_without_a_vocabulary_takes_one_from_meta(ours, tmp_path):
+    pytest.importorskip("safetensors")
+    import safetensors.numpy
+    convert(ours, tmp_path / "model.safetensors")
+    tensors = safetensors.numpy.load_file(str(tmp_path / "model.safetensors"))
+    args = dict(n_layer=2, n_head=2, n_embd=16, block_size=8, bias=True, vocab_size=65, dropout=0.0)
+    safetensors.numpy.save_file(tensors, str(tmp_path / "other.safetensors"), metadata={"model_args": json.dumps(args)})
+    with pytest.raises(ConversionError, match="stores no vocabulary.*--meta"):
+        convert(tmp_path / "other.safetensors", tmp_path / "x.npz")
+    meta = write_meta(tmp_path / "m.pkl", CHARS)
+    imported, _ = convert(tmp_path / "other.safetensors", tmp_path / "x.npz", meta=meta)
+    assert imported.tokenizer.chars == CHARS and imported.iter_num == 0
+    assert imported.train_config["n_layer"] == 2 and imported.train_config["block_size"] == 8
+    original = load_checkpoint(ours).model_state
+    for name, value in load_checkpoint(tmp_path / "x.npz").model_state.items():
+        np.testing.assert_array_equal(value, original[name])
+
+
 def test_a_damaged_npz_is_refused_before_anything_is_written(ours, tmp_path):
     pytest.importorskip("safetensors")
     data = ours.read_bytes()
