@@ -306,3 +306,40 @@ def test_the_command_line_refuses_a_bad_tensorboard_folder_before_training(tmp_p
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: cannot write TensorBoard event files in 'a-file/tb'" in result.stderr
     assert "number of parameters" not in result.stdout and not (tmp_path / "out").exists()
+
+
+# ---- examples/experiments.py: one PNG per experiment ----
+
+def experiments_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("experiments", REPO / "examples" / "experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_experiments_save_each_experiments_curves(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    experiments_module().main(["--iters", "2", "--seeds", "1", "--out-dir", str(tmp_path / "curves")])
+    out = capsys.readouterr().out
+    for experiment in ("lr", "optim", "accum", "init-loss"):
+        path = tmp_path / "curves" / f"{experiment}.png"
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, experiment
+        assert f"curves saved to {path}" in out
+
+
+def test_experiments_without_matplotlib_say_so_once_and_run(tmp_path, capsys, monkeypatch):
+    for name in [name for name in sys.modules if name.split(".")[0] == "matplotlib"] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    experiments_module().main(["accum", "--out-dir", str(tmp_path / "curves")])
+    out = capsys.readouterr().out
+    assert out.count("matplotlib") == 1 and out.startswith("note: matplotlib is not installed, so the curves are not "
+                                                           "saved as PNGs (pip install -e '.[plot]')")
+    assert "max abs difference" in out and not (tmp_path / "curves").exists()
+
+
+def test_experiments_refuse_an_out_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        experiments_module().main(["accum", "--out-dir", str(tmp_path / "a-file")])
+    assert exited.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
