@@ -161,5 +161,10 @@ def _finite(values):
 
 
 def _log_scale_if_positive(axes, values):
+    """A log y axis where there is a positive value to draw on it, its ticks as plain numbers (0.5, 2, 30)."""
     if any(value > 0 for value in _finite(values)):
+        from matplotlib.ticker import LogFormatter
         axes.set_yscale("log")
+        # plain numbers; minor ticks are labelled only over a narrow range, where there are few decade labels
+        axes.yaxis.set_major_formatter(LogFormatter())
+        axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))

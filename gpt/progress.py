@@ -8,17 +8,20 @@ update_ratio  part 5's update-to-parameter ratio of the step just taken
 ProgressBar   iter/total, the last logged loss, time elapsed and an ETA, on one line that redraws itself (\r) in a
               terminal; where stderr is a file or a pipe (CI logs), a plain line every `plain_every_s` seconds
 """
+import json
 import math
+import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from gpt.config import assumed_peak_flops
 from gpt.step import StepObserver
 from optim import global_grad_norm
 from tinygrad_ed.device import to_device
 
-HEALTH_PNG = "health.png"  # in the run's out_dir, beside ckpt.npz
+HEALTH_PNG = "health.png"    # in the run's out_dir, beside ckpt.npz
+HEALTH_JSON = "health.json"  # the numbers health.png is drawn from, so that a resumed run draws the whole history
 # health.png is redrawn at an evaluation only when its last drawing is this old (one drawing costs about half a
 # second of matplotlib on a CPU core): a long run keeps a recent picture, a short one draws once, at its end
 HEALTH_REDRAW_S = 30.0
@@ -42,10 +45,12 @@ def format_duration(seconds):
 class RunHealth:
     """Part 5's health checks of one run as series against the iteration, exactly as the log lines print them.
 
-    The first six lists have one entry per log line (step 2.7); `skipped` lists every iteration whose float16
+    The SERIES lists have one entry per log line (step 2.7); `skipped` lists every iteration whose float16
     update the loss scaler skipped (not only log iterations); `evals` every evaluation (step 2.6) as
     (iter_num, train loss, val loss); `grad_clip` is the run's clipping threshold (0.0: off).
     """
+    SERIES = ("iters", "losses", "lrs", "grad_norms", "clipped_norms", "update_ratios", "ms_per_iter")
+
     iters: list = field(default_factory=list)
     losses: list = field(default_factory=list)         # the last micro-batch's loss
     lrs: list = field(default_factory=list)
@@ -58,6 +63,42 @@ class RunHealth:
     evals: list = field(default_factory=list)
     grad_clip: float = 0.0
 
+    def before(self, iter_num):
+        """The record of the iterations before `iter_num`: what a run resumed at `iter_num` continues."""
+        kept = sum(1 for iteration in self.iters if iteration < iter_num)
+        return RunHealth(**{name: getattr(self, name)[:kept] for name in self.SERIES},
+                         skipped=[iteration for iteration in self.skipped if iteration < iter_num],
+                         evals=[entry for entry in self.evals if entry[0] < iter_num], grad_clip=self.grad_clip)
+
+    def then(self, later):
+        """This record followed by `later`, the record of the run resumed where this one ends."""
+        return RunHealth(**{name: getattr(self, name) + getattr(later, name) for name in self.SERIES},
+                         skipped=self.skipped + later.skipped, evals=self.evals + later.evals,
+                         grad_clip=later.grad_clip)
+
+    def save(self, path):
+        """Write the record as JSON (inf and nan as JSON's Infinity and NaN, which Python reads back), whole: a
+        temporary file renamed over the old one."""
+        temporary = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+        with open(temporary, "w") as file:
+            json.dump(asdict(self), file)
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path):
+        """A record saved by save(); ValueError (naming the file) when it is not one."""
+        try:
+            with open(path) as file:
+                data = json.load(file)
+            health = cls(**data)
+            health.evals = [tuple(entry) for entry in health.evals]
+            lengths = {len(getattr(health, name)) for name in cls.SERIES}
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} is not a health record: {error}") from None
+        if len(lengths) != 1 or any(len(entry) != 3 for entry in health.evals):
+            raise ValueError(f"{path} is not a health record: its series have different lengths")
+        return health
+
 
 class RunLogger:
     """What train() prints and times, so that its loop body stays the chapter's diagram.
@@ -67,19 +108,23 @@ class RunLogger:
     log                called with each line of text
     progress           draw a ProgressBar on stderr, starting at iteration `start`
     health_png         where to draw the health figure (gpt/plot.py), or None: at evaluations (at most every
-                       HEALTH_REDRAW_S seconds) and at close(), so that a stopped run has its picture too
+                       HEALTH_REDRAW_S seconds) and at close(), so that a stopped run has its picture too; its
+                       numbers go beside it as HEALTH_JSON
+    earlier_health     the RunHealth of the iterations before `start` (a resumed run's), drawn before this one's
     tensorboard        a folder to write TensorBoard events into (gpt/tensorboard_log.py), or None
     It collects what TrainResult reports: `evals`, `logs`, `health` and the mean time of an iteration. close() it
     on every way out of the run: it ends the bar, draws the last picture and writes the last events.
     """
 
-    def __init__(self, config, raw_model, log, progress, start=0, health_png=None, tensorboard=None):
+    def __init__(self, config, raw_model, log, progress, start=0, health_png=None, tensorboard=None,
+                 earlier_health=None):
         self.config, self.log = config, log
         self.flops_per_iter = raw_model.flops_per_token() * config.tokens_per_iter()
         self.bar = ProgressBar(config.max_iters, start=start) if progress else None
         self.evals, self.logs, self.last_loss = [], [], None
         self.health = RunHealth(evals=self.evals, grad_clip=config.grad_clip)
         self.health_png, self._drawn_at = health_png, time.time()
+        self.earlier_health = earlier_health if earlier_health is not None else RunHealth()
         self._seconds, self._steps = 0.0, 0                # since the last log line: its ms/iter is their mean
         self._total_seconds, self._total_steps = 0.0, 0    # the whole run's
         self._watch = _WeightsBeforeUpdate(raw_model)
@@ -172,10 +217,13 @@ class RunLogger:
             series.append(value)
 
     def draw_health(self):
-        """Draw health.png now (a failed drawing is a warning: the run goes on, its numbers are in the log)."""
+        """Draw health.png now, with its numbers beside it (a failed drawing is a warning: the run goes on, its
+        numbers are in the log)."""
         from gpt.plot import save_health_png
+        record = self.earlier_health.then(self.health)
         try:
-            save_health_png(self.health, self.health_png)
+            record.save(os.path.join(os.path.dirname(self.health_png), HEALTH_JSON))
+            save_health_png(record, self.health_png)
         except (OSError, ValueError) as error:
             self.say(f"warning: could not draw {self.health_png}: {error}")
         self._drawn_at = time.time()

@@ -26,7 +26,7 @@ from gpt.checkpoint import (KEPT_PATTERN, CheckpointError, CheckpointSaveError, 
 from gpt.data import Batches, CharDataset, CharTokenizer
 from gpt.model import GPT
 from gpt.plot import PLOT_HINT, plot_available
-from gpt.progress import HEALTH_PNG, RunHealth, RunLogger
+from gpt.progress import HEALTH_JSON, HEALTH_PNG, RunHealth, RunLogger
 from gpt.tensorboard_log import check_log_dir
 from gpt.step import configure_optimizers, train_step
 from optim import AdamW, GradScaler, get_lr
@@ -185,7 +185,8 @@ def _train(config, dataset, log, progress, saver, group):
         draws_health = group.master_process and config.health_png and not config.eval_only and plot_available()
         logger = RunLogger(config, raw_model, log, progress, start=iter_num,
                            health_png=os.path.join(config.out_dir, HEALTH_PNG) if draws_health else None,
-                           tensorboard=config.tensorboard if group.master_process else None)
+                           tensorboard=config.tensorboard if group.master_process else None,
+                           earlier_health=_earlier_health(config, iter_num, log) if draws_health else None)
         save_error = None
         X, Y = batches.next()  # the first batch; every later one is fetched during the step before it
 
@@ -273,6 +274,19 @@ def _kept_note(saver):
         return []
     whose = "1 earlier run's checkpoint" if len(kept) == 1 else f"{len(kept)} earlier runs' checkpoints"
     return [f"{saver.out_dir} keeps {whose} ({KEPT_PATTERN}; the newest: {os.path.basename(kept[-1])})"]
+
+
+def _earlier_health(config, iter_num, log):
+    """A resumed run's health record of the iterations before its checkpoint's (out_dir/health.json), to draw the
+    whole run; None for a fresh run or where there is none. An unreadable record only costs the picture's past."""
+    path = os.path.join(config.out_dir, HEALTH_JSON)
+    if config.init_from != "resume" or not os.path.exists(path):
+        return None
+    try:
+        return RunHealth.load(path).before(iter_num)
+    except (OSError, ValueError) as error:
+        log(f"note: {error}; {HEALTH_PNG} starts at iteration {iter_num}")
+        return None
 
 
 def _plot_note(config):

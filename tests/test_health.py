@@ -111,6 +111,31 @@ def test_health_png_is_written_beside_the_checkpoint(tmp_path, shakespeare):
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []  # drawn whole, then renamed
 
 
+def test_a_resumed_run_draws_the_whole_history(tmp_path, shakespeare):
+    pytest.importorskip("matplotlib")
+    straight = train(tiny(tmp_path / "straight"), shakespeare, log=lambda line: None).health
+    train(tiny(tmp_path / "halves", max_iters=10), shakespeare, log=lambda line: None)
+    second = train(tiny(tmp_path / "halves", init_from="resume"), shakespeare, log=lambda line: None)
+    assert second.health.iters == list(range(10, 20, 2))     # TrainResult: this session's log lines
+    drawn = RunHealth.load(tmp_path / "halves" / "health.json")  # the picture: the whole run, as one straight run
+    assert RunHealth.load(tmp_path / "straight" / "health.json") == straight
+    for name in RunHealth.SERIES:
+        if name != "ms_per_iter":                              # the only number that depends on the machine
+            assert getattr(drawn, name) == getattr(straight, name), name
+    assert drawn.evals == straight.evals and drawn.skipped == straight.skipped == []
+
+
+def test_an_unreadable_health_record_costs_only_the_pictures_past(tmp_path, shakespeare):
+    pytest.importorskip("matplotlib")
+    train(tiny(tmp_path, max_iters=10), shakespeare, log=lambda line: None)
+    (tmp_path / "health.json").write_text('{"iters": [0, 2], "losses": [4.1]}')
+    lines = []
+    train(tiny(tmp_path, init_from="resume"), shakespeare, log=lines.append)
+    assert any(line.startswith("note: ") and "health.json is not a health record: its series have different "
+               "lengths; health.png starts at iteration 10" in line for line in lines)
+    assert RunHealth.load(tmp_path / "health.json").iters == list(range(10, 20, 2))
+
+
 def test_health_png_is_redrawn_at_evaluations_only_every_so_often(tmp_path, shakespeare, monkeypatch):
     pytest.importorskip("matplotlib")
     from gpt import plot
