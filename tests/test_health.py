@@ -15,7 +15,7 @@ import pytest
 from gpt import progress
 from gpt.config import TrainConfig
 from gpt.data import CharDataset
-from gpt.plot import save_health_png, save_png
+from gpt.plot import plot_available, save_health_png, save_png
 from gpt.progress import RunHealth
 from gpt.tensorboard_log import TensorBoardError
 from gpt.training import train
@@ -368,3 +368,20 @@ def test_experiments_refuse_an_out_dir_that_is_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         experiments_module().main(["accum", "--out-dir", str(tmp_path / "a-file")])
     assert exited.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_under_mpiexec_only_rank_0_writes(tmp_path):
+    pytest.importorskip("tensorboardX")
+    pytest.importorskip("mpi4py")
+    import shutil
+    if shutil.which("mpiexec") is None:
+        pytest.skip("needs mpiexec: pip install -e '.[mpi]'")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(["mpiexec", "-n", "2", sys.executable, TRAIN, *TINY_FLAGS, "--tensorboard", "tb"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "workers = 2" in result.stdout
+    (events,) = read_events(tmp_path / "tb").values()
+    logged = scalars(events)["train/loss"]
+    assert [f"{logged[step]:.4f}" for step in sorted(logged)] == re.findall(r"iter \d+: loss (\S+),", result.stdout)
+    assert (tmp_path / "out" / "health.png").exists() == plot_available()
