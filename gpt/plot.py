@@ -4,6 +4,7 @@ text_plot        series against the iteration, drawn with characters, for any te
 save_png         the same plot as a PNG, only where matplotlib is installed (it is never required)
 save_health_png  part 5's health checks of a run (gpt/progress.py's RunHealth) as one figure, health.png
 plot_available   whether matplotlib is there to draw PNGs
+write_whole      write a file through a temporary one renamed over it (a picture is never seen half drawn)
 """
 import importlib.util
 import math
@@ -142,17 +143,23 @@ def save_health_png(health, path):
         axes.grid(True, alpha=0.3)
     figure.tight_layout()
 
+    write_whole(path, lambda temporary: figure.savefig(temporary, format="png"))
+    return True
+
+
+def write_whole(path, write):
+    """Call write(temporary) for a temporary file beside `path`, then rename it over `path` in one step: a reader
+    never sees half a file, and a run stopped mid-write leaves the previous one (and no temporary file)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        figure.savefig(temporary, format="png")
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-    return True
 
 
 def _finite(values):

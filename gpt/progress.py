@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from gpt.config import assumed_peak_flops
+from gpt.plot import write_whole
 from gpt.step import StepObserver
 from optim import global_grad_norm
 from tinygrad_ed.device import to_device
@@ -79,10 +80,10 @@ class RunHealth:
     def save(self, path):
         """Write the record as JSON (inf and nan as JSON's Infinity and NaN, which Python reads back), whole: a
         temporary file renamed over the old one."""
-        temporary = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        with open(temporary, "w") as file:
-            json.dump(asdict(self), file)
-        os.replace(temporary, path)
+        def write(temporary):
+            with open(temporary, "w") as file:
+                json.dump(asdict(self), file)
+        write_whole(path, write)
 
     @classmethod
     def load(cls, path):
