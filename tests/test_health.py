@@ -385,3 +385,19 @@ def test_under_mpiexec_only_rank_0_writes(tmp_path):
     logged = scalars(events)["train/loss"]
     assert [f"{logged[step]:.4f}" for step in sorted(logged)] == re.findall(r"iter \d+: loss (\S+),", result.stdout)
     assert (tmp_path / "out" / "health.png").exists() == plot_available()
+
+
+@pytest.mark.cuda
+def test_on_cuda_the_numbers_and_histograms_come_to_the_host(tmp_path, shakespeare, cuda):
+    # a GPU, or the cupy stand-in (tests/conftest.py): the recorded numbers are Python floats, the histograms numpy's
+    pytest.importorskip("tensorboardX")
+    result = train(tiny(tmp_path / "out", device=cuda, max_iters=4, eval_interval=2, tensorboard=str(tmp_path / "tb"),
+                        health_png=False), shakespeare, log=lambda line: None)
+    health = result.health
+    assert all(type(value) is float for name in ("losses", "grad_norms", "clipped_norms", "update_ratios")
+               for value in getattr(health, name))
+    (events,) = read_events(tmp_path / "tb").values()
+    assert scalars(events)["train/loss"] == float32(result.logs)
+    found = histograms(events)
+    assert set(found["grads/transformer.wte.weight"]) == {0, 2}
+    assert set(found["weights/transformer.wte.weight"]) == {0, 2, 4}
