@@ -401,3 +401,16 @@ def test_on_cuda_the_numbers_and_histograms_come_to_the_host(tmp_path, shakespea
     found = histograms(events)
     assert set(found["grads/transformer.wte.weight"]) == {0, 2}
     assert set(found["weights/transformer.wte.weight"]) == {0, 2, 4}
+
+
+def test_histograms_leave_out_the_infinite_gradients_of_a_skipped_step(tmp_path):
+    pytest.importorskip("tensorboardX")
+    from gpt.tensorboard_log import TensorBoardLog
+    log = TensorBoardLog(str(tmp_path))
+    log.histograms(7, "grads", [("a", np.array([1.0, np.inf, -2.0, np.nan])), ("b", np.array([np.inf]))])
+    log.close()
+    log.close()  # once is enough; twice does no harm
+    (events,) = read_events(tmp_path).values()
+    found = histograms(events)
+    assert set(found) == {"grads/a"}
+    assert (found["grads/a"][7].num, found["grads/a"][7].min, found["grads/a"][7].max) == (2, -2.0, 1.0)
