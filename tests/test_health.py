@@ -201,24 +201,22 @@ def read_events(folder):
     return files
 
 
-def scalars(events):
-    """{tag: {step: value}} of the scalar summaries."""
+def summaries(events, kind):
+    """{tag: {step: value}} of the summaries of one kind: "simple_value" (a scalar) or "histo" (a histogram)."""
     found = {}
     for event in events:
         for value in event.summary.value:
-            if value.HasField("simple_value"):
-                found.setdefault(value.tag, {})[event.step] = value.simple_value
+            if value.HasField(kind):
+                found.setdefault(value.tag, {})[event.step] = getattr(value, kind)
     return found
+
+
+def scalars(events):
+    return summaries(events, "simple_value")
 
 
 def histograms(events):
-    """{tag: {step: HistogramProto}}."""
-    found = {}
-    for event in events:
-        for value in event.summary.value:
-            if value.HasField("histo"):
-                found.setdefault(value.tag, {})[event.step] = value.histo
-    return found
+    return summaries(events, "histo")
 
 
 def float32(values):
