@@ -259,6 +259,31 @@ def test_tensorboard_logs_what_the_run_printed(tmp_path, shakespeare):
         and final.max == pytest.approx(weights.max()) and final.sum == pytest.approx(weights.sum(), abs=1e-4)
 
 
+def test_an_interrupted_run_loses_no_event_and_draws_its_picture(tmp_path, shakespeare, monkeypatch):
+    pytest.importorskip("tensorboardX")
+    from gpt import training
+    real_lr = training.scheduled_lr
+
+    def ctrl_c_at_iteration_7(config, iter_num):
+        if iter_num == 7:
+            raise KeyboardInterrupt
+        return real_lr(config, iter_num)
+
+    monkeypatch.setattr(training, "scheduled_lr", ctrl_c_at_iteration_7)
+    lines = []
+    with pytest.raises(training.TrainingInterrupted, match="interrupted at iteration 7"):
+        train(tiny(tmp_path / "out", tensorboard=str(tmp_path / "tb"), eval_interval=5), shakespeare,
+              log=lines.append)
+    (events,) = read_events(tmp_path / "tb").values()   # the writer was closed on the way out: all of it is there
+    logged = scalars(events)["train/loss"]
+    assert sorted(logged) == [0, 2, 4, 6]
+    assert [f"{logged[step]:.4f}" for step in sorted(logged)] == [loss for loss, *_ in printed(lines).values()]
+    assert sorted(scalars(events)["eval/val"]) == [0, 5]
+    if plot_available():
+        assert RunHealth.load(tmp_path / "out" / "health.json").iters == [0, 2, 4, 6]
+        assert (tmp_path / "out" / "health.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
 def test_with_two_ranks_only_rank_0_writes_one_event_file(tmp_path, shakespeare):
     pytest.importorskip("tensorboardX")
     if not hasattr(os, "fork"):
