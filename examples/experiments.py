@@ -8,11 +8,14 @@
   all        all four, in this order
 
 Run:  python examples/experiments.py                    all four
-      python examples/experiments.py lr [--iters 30] [--seed 1337]
-Each experiment takes well under a minute on two CPU cores. Its curves are drawn with gpt.plot.text_plot.
+      python examples/experiments.py lr [--iters 30] [--seed 1337] [--out-dir out-experiments]
+Each experiment takes well under a minute on two CPU cores. Its curves are drawn with gpt.plot.text_plot, and with
+matplotlib (pip install -e '.[plot]') also saved as one PNG per experiment: lr.png, optim.png, accum.png and
+init-loss.png in --out-dir.
 """
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from gpt import GPT, CharDataset, GPTConfig  # noqa: E402
 from gpt.data import Batches  # noqa: E402
-from gpt.plot import text_plot  # noqa: E402
+from gpt.plot import PLOT_HINT, plot_available, save_png, text_plot  # noqa: E402
 from gpt.step import configure_optimizers, train_step  # noqa: E402
 from optim import SGD, global_grad_norm  # noqa: E402
 from tinygrad_ed import Tensor, no_grad  # noqa: E402
@@ -80,6 +83,15 @@ def curve(losses):
     return list(range(1, len(losses) + 1)), losses
 
 
+def save_curves(out_dir, experiment, series, title, xlabel="iteration", log_y=False):
+    """The experiment's curves as out_dir/<experiment>.png, where matplotlib is installed and out_dir is given."""
+    if out_dir is None:
+        return
+    path = os.path.join(out_dir, f"{experiment}.png")
+    if save_png(series, path, title=title, xlabel=xlabel, log_y=log_y):
+        print(f"curves saved to {path}")
+
+
 def describe(losses):
     """How a run ended: its last loss, or the iteration where the loss stopped being finite."""
     if not math.isfinite(losses[-1]):
@@ -90,7 +102,7 @@ def describe(losses):
 # ----------------------------------------------------------------------------------------------------------
 # lr: a too-large learning rate, with and without clipping
 
-def experiment_lr(dataset, iters=30, seed=SEED, optimizer="sgd"):
+def experiment_lr(dataset, iters=30, seed=SEED, optimizer="sgd", out_dir=None):
     lr = EXPLODING_LR[optimizer]
     print(f"== lr: {'AdamW' if optimizer == 'adamw' else 'SGD'} at lr = {lr}, without clipping and with grad_clip = {GRAD_CLIP} "
           f"(实践建议 4, 步骤4) ==")
@@ -111,6 +123,8 @@ def experiment_lr(dataset, iters=30, seed=SEED, optimizer="sgd"):
     # the exploding loss spans many powers of ten, so the plot is of log10(loss)
     print(text_plot({name: curve([math.log10(loss) if loss > 0 else math.nan for loss in losses])
                      for name, (losses, _) in runs.items()}, title="log10(loss) against iteration"))
+    save_curves(out_dir, "lr", {name: curve(losses) for name, (losses, _) in runs.items()}, "loss (log scale)",
+                log_y=True)
     print(f"\nno clip:  {describe(plain_losses)}")
     print(f"clip {GRAD_CLIP}: {describe(clip_losses)}\n")
     return runs
@@ -119,7 +133,7 @@ def experiment_lr(dataset, iters=30, seed=SEED, optimizer="sgd"):
 # ----------------------------------------------------------------------------------------------------------
 # optim: SGD against AdamW
 
-def experiment_optim(dataset, iters=100, seed=SEED):
+def experiment_optim(dataset, iters=100, seed=SEED, out_dir=None):
     print(f"== optim: SGD against AdamW, same initial weights, same batches, grad_clip = {GRAD_CLIP} "
           f"(实践建议 3, FAQ Q3) ==")
     settings = {"SGD lr 1e-3": ("sgd", 1e-3),       # AdamW's learning rate: SGD barely moves
@@ -134,6 +148,7 @@ def experiment_optim(dataset, iters=100, seed=SEED):
               f"{np.mean(runs[name][-10:]):.4f}   ({time.time() - started:.1f}s)")
     print()
     print(text_plot({name: curve(losses) for name, losses in runs.items()}, title="loss against iteration"))
+    save_curves(out_dir, "optim", {name: curve(losses) for name, losses in runs.items()}, "loss")
     print("\nAdamW divides each entry's step by that entry's recent gradient size, so every parameter moves at "
           "about lr;\nSGD's step is lr × gradient, tiny where gradients are small: it needs a learning rate "
           "tuned for the model.\n")
@@ -168,7 +183,7 @@ def accumulate(model, X, Y, micro_steps, divide):
     return norms
 
 
-def experiment_accum(dataset, seed=SEED, micro_steps=4, micro_batch=4):
+def experiment_accum(dataset, seed=SEED, micro_steps=4, micro_batch=4, out_dir=None):
     big_batch = micro_steps * micro_batch
     print(f"== accum: {micro_steps} micro-batches of {micro_batch} against one batch of {big_batch} "
           f"(步骤2, FAQ Q2), float64 ==")
@@ -195,9 +210,10 @@ def experiment_accum(dataset, seed=SEED, micro_steps=4, micro_batch=4):
     print(f"without dividing, the accumulated norm is {undivided_norms[-1] / big_norm:.6f} times the big "
           f"batch's: {micro_steps}x too large\n")
     steps = list(range(1, micro_steps + 1))
-    print(text_plot({f"loss / {micro_steps}": (steps, divided_norms), "loss, not divided": (steps, undivided_norms),
-                     "one big batch": ([1, micro_steps], [big_norm, big_norm])},
-                    width=40, height=10, title="accumulated gradient norm against micro_step"))
+    series = {f"loss / {micro_steps}": (steps, divided_norms), "loss, not divided": (steps, undivided_norms),
+              "one big batch": ([1, micro_steps], [big_norm, big_norm])}
+    print(text_plot(series, width=40, height=10, title="accumulated gradient norm against micro_step"))
+    save_curves(out_dir, "accum", series, "accumulated gradient norm", xlabel="micro_step")
     print()
     return difference, relative
 
@@ -205,7 +221,7 @@ def experiment_accum(dataset, seed=SEED, micro_steps=4, micro_batch=4):
 # ----------------------------------------------------------------------------------------------------------
 # init-loss: the first loss against ln 65
 
-def experiment_init_loss(dataset, seeds=5, seed=SEED):
+def experiment_init_loss(dataset, seeds=5, seed=SEED, out_dir=None):
     vocab_size = dataset.tokenizer.vocab_size
     uniform = math.log(vocab_size)
     print(f"== init-loss: the loss of a freshly initialised model against ln {vocab_size} = {uniform:.4f} (FAQ Q1) ==")
@@ -233,6 +249,7 @@ def experiment_init_loss(dataset, seeds=5, seed=SEED):
     series = {f"ln {vocab_size}": (seed_axis, [uniform] * seeds)}
     series.update({label: (seed_axis, losses) for label, losses in results.items()})
     print(text_plot(series, width=40, height=10, title="initial loss against model seed"))
+    save_curves(out_dir, "init-loss", series, "initial loss", xlabel="model seed")
     print()
     return results
 
@@ -249,24 +266,35 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5, help="how many model seeds init-loss tries")
     parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
                         help="the optimizer of the lr experiment (clipping matters for sgd; see EXPLODING_LR)")
+    parser.add_argument("--out-dir", "--out_dir", default="out-experiments",
+                        help="where each experiment's curves are saved as <experiment>.png, with matplotlib "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.iters is not None and args.iters < 1:
         parser.error(f"--iters must be at least 1, got {args.iters}")
+    if not args.out_dir.strip():
+        parser.error("--out-dir must be a folder's path, not empty")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        parser.error(f"--out-dir {args.out_dir!r} is a file, not a folder: the curves could not be saved there")
+    out_dir = args.out_dir
+    if not plot_available():
+        print(f"note: matplotlib is not installed, so the curves are not saved as PNGs ({PLOT_HINT})\n")
+        out_dir = None
 
     dataset = CharDataset()   # data/tinyshakespeare.txt, 65 distinct characters
     chosen = ["lr", "optim", "accum", "init-loss"] if args.experiment == "all" else [args.experiment]
     for name in chosen:
         started = time.time()
         if name == "lr":
-            experiment_lr(dataset, args.iters or 30, args.seed, args.optimizer)
+            experiment_lr(dataset, args.iters or 30, args.seed, args.optimizer, out_dir=out_dir)
         elif name == "optim":
-            experiment_optim(dataset, args.iters or 100, args.seed)
+            experiment_optim(dataset, args.iters or 100, args.seed, out_dir=out_dir)
         elif name == "accum":
-            experiment_accum(dataset, args.seed)
+            experiment_accum(dataset, args.seed, out_dir=out_dir)
         else:
-            experiment_init_loss(dataset, args.seeds, args.seed)
+            experiment_init_loss(dataset, args.seeds, args.seed, out_dir=out_dir)
         print(f"({name}: {time.time() - started:.1f}s)\n")
 
 

@@ -8,7 +8,9 @@
 The preset follows the device: nanoGPT's config/train_shakespeare_char.py on cuda, its README's CPU overrides on
 the CPU. Every TrainConfig field is a flag, spelled with dashes or underscores (--max-iters or --max_iters);
 booleans are --flag / --no-flag. With --resume the run continues with the settings saved in the checkpoint, and
-only the flags you pass change them. At the end it prints the losses, a text plot of the loss curve, and a sample.
+only the flags you pass change them. At the end it prints the losses, a text plot of the loss curve, and a sample;
+with matplotlib it saves out_dir/loss.png and out_dir/health.png (part 5's checks against iteration), and with
+--tensorboard DIR it writes TensorBoard event files there (tensorboard --logdir DIR shows them).
 With --explain it runs only iteration 0 and prints it as the chapter's part 3, steps 1-5, with the real numbers
 (gpt/explain.py); nothing is saved.
 """
@@ -29,6 +31,7 @@ from gpt.config import TrainConfig, add_flags, make_config  # noqa: E402
 from gpt.data import CharDataset  # noqa: E402
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration  # noqa: E402
 from gpt.plot import save_png, text_plot  # noqa: E402
+from gpt.tensorboard_log import TensorBoardError  # noqa: E402
 from gpt.training import NothingToTrain, TrainingDiverged, TrainingInterrupted, train  # noqa: E402
 from tinygrad_ed import Tensor  # noqa: E402
 from tinygrad_ed.device import require_cuda  # noqa: E402
@@ -115,7 +118,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the run as Ctrl-C does (see the end of this file)
     try:
         result = train(config, dataset, progress=True)
-    except (CheckpointError, NothingToTrain, TrainingDiverged, RankFailed) as error:
+    except (CheckpointError, NothingToTrain, TrainingDiverged, RankFailed, TensorBoardError) as error:
         sys.exit(f"error: {error}")
     if result is None:  # a rank other than 0 under mpiexec: rank 0 reports the run
         return

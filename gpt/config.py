@@ -20,8 +20,8 @@ from tinygrad_ed.distributed.local import usable_cores
 
 DTYPES = ("float32", "float16")
 INIT_FROM = ("scratch", "resume")
-# what a resumed run takes from this machine, not from the checkpoint
-MACHINE_SETTINGS = ("device", "workers", "backend")
+# what a resumed run takes from this machine (and this command line), not from the checkpoint
+MACHINE_SETTINGS = ("device", "workers", "backend", "tensorboard")
 # a rank slice smaller than this many tokens costs more in meeting the other ranks than its share of the work saves:
 # an automatic worker count stays below batch_size × block_size / MIN_SLICE_TOKENS
 MIN_SLICE_TOKENS = 256
@@ -45,6 +45,13 @@ class TrainConfig:
     always_save_checkpoint: bool = setting(False, "save at every evaluation, not only when val loss improves "
                                                   "(nanoGPT keeps it off for Shakespeare: the small data set "
                                                   "overfits later on)")
+    health_png: bool = setting(True, "draw out_dir/health.png, part 5's checks against iteration, at evaluations "
+                                     "and at the end (needs matplotlib: pip install -e '.[plot]')")
+    tensorboard: Optional[str] = setting(None, "write TensorBoard event files into this folder (rank 0 only): the "
+                                               "log line's numbers, the evaluations, and every eval_interval each "
+                                               "parameter's weight and gradient histograms under nanoGPT's names "
+                                               "(needs tensorboardX: pip install -e '.[tensorboard]'); view them "
+                                               "with tensorboard --logdir DIR. Not restored on --resume")
     init_from: str = setting("scratch", "scratch: a new model; resume: continue from out_dir/ckpt.npz",
                              choices=INIT_FROM)
     # data
@@ -102,6 +109,8 @@ class TrainConfig:
                              "so on the CPU it is many times slower than float32 and saves nothing worth it; "
                              "use dtype='float32' on the CPU")
         _require(self, "out_dir", self.out_dir.strip() != "", "a folder's path, not empty")
+        if self.tensorboard is not None:
+            _require(self, "tensorboard", self.tensorboard.strip() != "", "a folder's path, not empty")
         for name in ("eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps", "batch_size",
                      "block_size", "n_layer", "n_head", "n_embd"):
             _require(self, name, getattr(self, name) >= 1, "at least 1")
@@ -231,11 +240,12 @@ def _check_type(config, item):
     """A field's value has its declared type, and a number is finite (nan and inf are refused: they would only show
     up later, as a diverged run)."""
     value = getattr(config, item.name)
-    if item.type in (Optional[float], Optional[int]) and value is None:
+    if item.type in (Optional[float], Optional[int], Optional[str]) and value is None:
         return
-    if item.type is bool or item.type is str:
-        if not isinstance(value, item.type):
-            raise TypeError(f"{item.name} must be a {item.type.__name__}, got {value!r} ({_flag(item.name)})")
+    if item.type in (bool, str, Optional[str]):
+        kind = bool if item.type is bool else str
+        if not isinstance(value, kind):
+            raise TypeError(f"{item.name} must be a {kind.__name__}, got {value!r} ({_flag(item.name)})")
         return
     if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES[item.type]):
         kind = "an integer" if item.type in (int, Optional[int]) else "a number"
@@ -301,7 +311,8 @@ def _optional_int(text):
     return None if text.lower() == "none" else int(text)
 
 
-_FLAG_TYPES = {int: int, float: float, str: str, Optional[float]: _optional_float, Optional[int]: _optional_int}
+_FLAG_TYPES = {int: int, float: float, str: str, Optional[float]: _optional_float, Optional[int]: _optional_int,
+               Optional[str]: str}  # a folder (tensorboard): None, the default, is the flag not given
 
 
 def add_flags(parser):

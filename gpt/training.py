@@ -25,7 +25,9 @@ from gpt.checkpoint import (KEPT_PATTERN, CheckpointError, CheckpointSaveError, 
                             restore)
 from gpt.data import Batches, CharDataset, CharTokenizer
 from gpt.model import GPT
-from gpt.progress import RunLogger
+from gpt.plot import PLOT_HINT, plot_available
+from gpt.progress import HEALTH_JSON, HEALTH_PNG, RunHealth, RunLogger
+from gpt.tensorboard_log import check_log_dir
 from gpt.step import configure_optimizers, train_step
 from optim import AdamW, GradScaler, get_lr
 from tinygrad_ed import no_grad
@@ -74,6 +76,7 @@ class TrainResult:
     checkpoint_path: str
     saved_at: list = field(default_factory=list)  # iterations at which a checkpoint was written
     save_error: Optional[str] = None  # the last save, when it failed and no later one succeeded
+    health: RunHealth = field(default_factory=RunHealth)  # part 5's numbers of every log line (what health.png draws)
 
 
 def initialise(config, dataset, group):
@@ -132,6 +135,8 @@ def train(config, dataset=None, log=print, progress=False):
     log       called with each line of text (print by default)
     progress  draw a progress bar on stderr
     Ctrl-C (KeyboardInterrupt) ends it with TrainingInterrupted, which says where the last checkpoint is.
+    With matplotlib (and config.health_png) it draws out_dir/health.png, with config.tensorboard it writes
+    TensorBoard events (gpt/tensorboard_log.py): both also when the run stops early, so a stopped run has them.
 
     Data parallel: config.worker_count() ranks run the loop below, each on its slice of every batch; rank 0 alone
     logs and saves, and is the one that returns. With the local backend the other ranks are forked here and exit
@@ -139,12 +144,14 @@ def train(config, dataset=None, log=print, progress=False):
     """
     config = config.resolved()  # lr_decay_iters and the ranks as this run uses them, and as it saves them
     master_process = launch_rank() == 0
+    if master_process and config.tensorboard is not None:
+        check_log_dir(config.tensorboard)  # tensorboardX and a writable folder, before any work (TensorBoardError)
     dataset = dataset if dataset is not None else CharDataset()
     # the out_dir is checked, locked and cleaned now, before any work (gpt/checkpoint.py), by the rank that saves
     with CheckpointSaver(config.out_dir, fresh_run=config.init_from == "scratch",
                          will_save=master_process and not config.eval_only) as saver:
         if master_process:
-            for note in config.notes() + _kept_note(saver):
+            for note in config.notes() + _kept_note(saver) + _plot_note(config):
                 log(f"note: {note}")
         # from here on, every rank runs the same code (the local backend forks the other ranks now)
         with init_process_group(config.backend, config.worker_count()) as group:
@@ -174,7 +181,12 @@ def _train(config, dataset, log, progress, saver, group):
                                      f"--max-iters (and --lr-decay-iters, to stretch the schedule); to evaluate "
                                      f"it, add --eval-only")
             log(f"resumed from {saver.path} at iteration {iter_num} (best val loss {best_val_loss:.4f})")
-        logger = RunLogger(config, raw_model, log, progress, start=iter_num)
+        # the pictures and the TensorBoard events are rank 0's, as the log is; eval_only leaves the training's be
+        draws_health = group.master_process and config.health_png and not config.eval_only and plot_available()
+        logger = RunLogger(config, raw_model, log, progress, start=iter_num,
+                           health_png=os.path.join(config.out_dir, HEALTH_PNG) if draws_health else None,
+                           tensorboard=config.tensorboard if group.master_process else None,
+                           earlier_health=_earlier_health(config, iter_num, log) if draws_health else None)
         save_error = None
         X, Y = batches.next()  # the first batch; every later one is fetched during the step before it
 
@@ -224,16 +236,16 @@ def _train(config, dataset, log, progress, saver, group):
                 raise TrainingDiverged(iter_num, f"loss {health[0]}, gradient norm {health[1]}", config, saver.path)
             iter_num += 1
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, or another rank stopped by one (RankInterrupted)
-        if logger is not None:
-            logger.close()
         raise TrainingInterrupted(iter_num, saved_at[-1] if saved_at else None, saver.path,
                                   cause=str(interrupt) if isinstance(interrupt, RankFailed) else None) from None
+    finally:  # on every way out (the end, Ctrl-C, divergence): the bar's last line, health.png, the last events
+        if logger is not None:
+            logger.close()
 
-    logger.close()
     return TrainResult(iter_num=iter_num, evals=logger.evals, logs=logger.logs, best_val_loss=best_val_loss,
                        elapsed_s=time.time() - started_at, ms_per_iter=logger.ms_per_iter, model=raw_model,
                        optimizer=optimizer, tokenizer=dataset.tokenizer, checkpoint_path=saver.path,
-                       saved_at=saved_at, save_error=save_error)
+                       saved_at=saved_at, save_error=save_error, health=logger.health)
 
 
 def _resume(path, raw_model, optimizer, scaler, batches, dataset):
@@ -262,6 +274,26 @@ def _kept_note(saver):
         return []
     whose = "1 earlier run's checkpoint" if len(kept) == 1 else f"{len(kept)} earlier runs' checkpoints"
     return [f"{saver.out_dir} keeps {whose} ({KEPT_PATTERN}; the newest: {os.path.basename(kept[-1])})"]
+
+
+def _earlier_health(config, iter_num, log):
+    """A resumed run's health record of the iterations before its checkpoint's (out_dir/health.json), to draw the
+    whole run; None for a fresh run or where there is none. An unreadable record only costs the picture's past."""
+    path = os.path.join(config.out_dir, HEALTH_JSON)
+    if config.init_from != "resume" or not os.path.exists(path):
+        return None
+    try:
+        return RunHealth.load(path).before(iter_num)
+    except (OSError, ValueError) as error:
+        log(f"note: {error}; {HEALTH_PNG} starts at iteration {iter_num}")
+        return None
+
+
+def _plot_note(config):
+    """A note when health.png would be drawn but matplotlib is missing (the run itself needs nothing of it)."""
+    if config.health_png and not config.eval_only and not plot_available():
+        return [f"matplotlib is not installed, so {HEALTH_PNG} is not drawn ({PLOT_HINT})"]
+    return []
 
 
 def _generator_state(generator):

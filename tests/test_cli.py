@@ -208,7 +208,10 @@ def test_an_interrupted_run_says_where_its_checkpoint_is_and_leaves_nothing_behi
     time.sleep(0.5)
     survivors = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout.split()
     assert survivors == []                               # no worker process outlived the run
-    assert sorted(path.name for path in (tmp_path / "tmp").iterdir() if path.name != "loss.png") == ["ckpt.npz"]
+    # and the run's picture, drawn on the way out: a stopped run has its health.png and its numbers (with matplotlib)
+    from gpt.plot import plot_available
+    assert sorted(path.name for path in (tmp_path / "tmp").iterdir() if path.name != "loss.png") \
+        == ["ckpt.npz"] + (["health.json", "health.png"] if plot_available() else [])
 
 
 def test_a_second_run_in_the_same_out_dir_is_refused_naming_the_first(tmp_path):

@@ -24,10 +24,11 @@ def shakespeare():
 
 
 def tiny(out_dir, **overrides):
-    """A model small enough to train in a fraction of a second: 2 layers, 2 heads, 32 wide, 16 characters."""
+    """A model small enough to train in a fraction of a second: 2 layers, 2 heads, 32 wide, 16 characters.
+    No health.png: drawing it would take longer than the run (tests/test_health.py tests it)."""
     settings = dict(out_dir=str(out_dir), n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4,
                     eval_iters=4, eval_interval=10, log_interval=5, max_iters=10, warmup_iters=2, lr_decay_iters=60,
-                    dropout=0.0, device="cpu")
+                    dropout=0.0, device="cpu", health_png=False)
     return TrainConfig(**{**settings, **overrides})
 
 
