@@ -833,6 +833,18 @@ def _cross_entropy_backward(probs, scale, targets, vocab, ignore_index, grad_log
     return {"grad_logits": grad.reshape(probs.shape)}
 
 
+@reference("tinygrad_ed_unscale_gradients")
+def _unscale_gradients(inverse_scale, grad, all_finite):
+    grad = grad * inverse_scale
+    return {"grad": grad, "all_finite": np.where(np.isfinite(grad).all(), all_finite, 0)}
+
+
+@reference("tinygrad_ed_clip_gradients")
+def _clip_gradients(norm, max_norm, grad):
+    factor = max_norm / (norm[0] + np.float32(1e-6))
+    return {"grad": grad * np.where(factor > 1, np.float32(1), factor)}
+
+
 @reference("layer_norm_forward")
 def _layer_norm_forward(grid, block, x, weight, bias, y, x_hat, rstd, C, eps):
     rows = x.reshape(-1, C)[:grid[0]].astype(np.float64)

@@ -27,7 +27,7 @@ import pytest
 import tinygrad_ed.tensor as tensor_module
 from gpt.model import GPT, GPTConfig
 from gpt.step import StepObserver, configure_optimizers, train_step
-from optim import AdamW
+from optim import AdamW, GradScaler
 from op_table import OPS_BY_NAME
 from tinygrad_ed import Tensor, layer_norm
 from tinygrad_ed.device import array_module, to_device
@@ -130,7 +130,7 @@ def _row_kernel_signatures():
     return {name: [tuple(p.strip().rsplit(" ", 1)) for p in params.split(",")] for name, params in found}
 
 
-_C_TYPES = {"float32": "float", "int64": "long long"}
+_C_TYPES = {"float32": "float", "int32": "int", "int64": "long long"}
 
 
 def _elementwise_parameters(spec):
@@ -157,6 +157,7 @@ static std::barrier<>* block_barrier;
 #define __shared__ static   // one copy for all threads: blocks run one after another
 static inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 static inline float __int_as_float(int bits) { float f; std::memcpy(&f, &bits, sizeof f); return f; }
+static inline int __float_as_int(float f) { int bits; std::memcpy(&bits, &f, sizeof bits); return bits; }
 
 // run `kernel` for blocks 0..blocks-1 in turn, each with `threads` threads running at once
 template <class Kernel> static void launch(long long blocks, int threads, Kernel kernel) {
@@ -417,8 +418,10 @@ def _gpt_step():
 
     gradients = Gradients()
     optimizer = configure_optimizers(model, weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.999))
-    step = train_step(model, optimizer, batch, lambda: batch, lr=1e-3, observer=gradients)
-    return [step.loss.numpy()] + gradients.grads + [param.numpy() for _, param in named]
+    # clipped (to a norm the gradients exceed) and loss-scaled, so that the flat-buffer kernels run too
+    step = train_step(model, optimizer, batch, lambda: batch, lr=1e-3, grad_clip=0.5,
+                      scaler=GradScaler(init_scale=2.0 ** 10), observer=gradients)
+    return [step.loss.numpy(), step.grad_norm.numpy()] + gradients.grads + [param.numpy() for _, param in named]
 
 
 def test_emulated_gpt_step_matches_the_plain_code(emulator, monkeypatch):

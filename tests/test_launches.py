@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from gpt.model import GPT, GPTConfig
+from gpt.step import configure_optimizers
+from optim import GradScaler, clip_grad_norm_
 from tinygrad_ed import Tensor
 
 pytestmark = pytest.mark.cuda
@@ -49,3 +51,73 @@ def test_leaf_gradients_never_share_memory():
     leaf.backward(given)
     leaf.grad += 1
     np.testing.assert_array_equal(given, np.ones(3))
+
+
+def _trained_gradients(device, scale=1.0):
+    """A 6-layer GPT (39 parameters) after one backward of its loss times `scale`; on cuda the second backward, into
+    the flat gradient buffer that the first step's clipping made."""
+    model = small_gpt(device, n_layer=6)
+    for repeat in range(1 if device == "cpu" else 2):
+        model.zero_grad()
+        _, loss = model(*gpt_batch(device))
+        (loss * scale).backward()
+        if device == "cuda" and repeat == 0:
+            clip_grad_norm_(model.parameters(), 1e9)  # makes the buffer (copying each gradient in, this once)
+    return model
+
+
+def _grads(model):
+    return [np.array(Tensor(param.grad).numpy()) for param in model.parameters()]
+
+
+def test_clipping_every_gradient_is_three_launches(standin):
+    """One dot product, its square root and one scaling kernel over one flat buffer of every gradient, whatever the
+    number of parameters (it was a dot, an add, a cast and a multiply per parameter: 156 launches for 39)."""
+    expected = _trained_gradients("cpu")
+    expected_norm = clip_grad_norm_(expected.parameters(), 0.05).item()
+    model = _trained_gradients("cuda")
+    standin.launches.clear()
+    norm = clip_grad_norm_(model.parameters(), 0.05)
+    assert standin.launches.count == 3, standin.launches.names
+    assert norm.device == "cuda" and norm.item() == pytest.approx(expected_norm, rel=1e-5)
+    assert norm.item() > 0.05  # the gradients were clipped, not passed through
+    for got, want in zip(_grads(model), _grads(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_unscaling_every_gradient_is_two_launches_with_one_read(standin):
+    """The scaler's unscale_ divides every gradient and checks it for inf in one pass (plus the flag's fill): it was
+    four launches per parameter. step() reads the flag back once; an inf gradient still skips the step."""
+    expected = _trained_gradients("cpu", scale=1024.0)
+    expected_optimizer = configure_optimizers(expected, 0.1, 1e-3, (0.9, 0.99))
+    GradScaler(init_scale=1024.0).unscale_(expected_optimizer)
+    model = _trained_gradients("cuda", scale=1024.0)
+    optimizer = configure_optimizers(model, 0.1, 1e-3, (0.9, 0.99))
+    scaler = GradScaler(init_scale=1024.0)
+    standin.launches.clear()
+    scaler.unscale_(optimizer)
+    assert standin.launches.count == 2, standin.launches.names
+    for got, want in zip(_grads(model), _grads(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    standin.transfers.clear()
+    assert scaler.step(optimizer) is True
+    scaler.update()
+    assert len(standin.transfers.reads) == 1, standin.transfers.reads
+    # an overflow in one gradient: the fused pass sees it, the step is skipped and the scale halved
+    model.parameters()[3].grad[0] = np.inf
+    scaler.unscale_(optimizer)
+    assert scaler.step(optimizer) is False
+    scaler.update()
+    assert scaler.get_scale() == 512.0
+
+
+def test_a_gradient_set_by_hand_takes_the_plain_clip(standin):
+    """A .grad that is not its place in the flat buffer (set by hand) is clipped by optim/clip.py's loop, correctly."""
+    model = _trained_gradients("cuda")
+    clip_grad_norm_(model.parameters(), 1e6)  # makes the buffer
+    param = model.parameters()[0]
+    param.grad = param.xp.ones(param.shape, dtype=np.float32) * 100
+    norm = clip_grad_norm_(model.parameters(), 1.0)
+    assert norm.item() > 100
+    total = sum(float((Tensor(p.grad).numpy().astype(np.float64) ** 2).sum()) for p in model.parameters())
+    assert total ** 0.5 == pytest.approx(1.0, rel=1e-4)

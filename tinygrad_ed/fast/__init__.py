@@ -8,14 +8,18 @@ once, written against `xp` (numpy or cupy); what is here computes the same numbe
                    elsewhere xp's own sum and max. The formula reads the same either way.
   cuda_kernels.py  fused CUDA kernels (GELU, LayerNorm, cross-entropy, the attention softmax, AdamW), and their
   cuda_ops.py      Functions: subclasses of the plain ops whose forward and backward launch one kernel each
+  gradients.py     every gradient in one flat buffer on the GPU: clipping and unscaling in one launch each
   cpu_runtime.py   the BLAS thread count and the C allocator, for data parallelism over CPU cores
 
 The one dispatch point is `implementation(function, xp, arrays, options)`, which `Function.apply` asks before every
 op: it returns the op itself, or the faster Function registered for it when that one accepts these arrays (cupy and
-float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, param)` the same way.
+float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, param)` the same way, clipping
+`clip_gradients` and `gradient_norm`, the loss scaler `unscale_gradients`: each returns None where the plain code runs.
 `with plain_path():` switches every alternative off, to compare the two paths on one GPU.
 """
 import contextlib
+
+from tinygrad_ed.fast import gradients  # imports numpy only: the kernels are built from the xp they are given
 
 _enabled = True
 # plain op class -> its faster Function, and the optimizers' faster update; filled from cuda_ops at the first call,
@@ -47,6 +51,23 @@ def parameter_update(optimizer, param):
     if _fused_update is None:
         _load()
     return _fused_update(optimizer, param) if _enabled else None
+
+
+def clip_gradients(parameters, max_norm):
+    """Clip the gradients of `parameters` to the global norm max_norm in one pass over one flat buffer (cuda); returns
+    the norm before clipping (a 0-d device array), or None where optim/clip.py's loop runs."""
+    return gradients.clip(parameters, max_norm) if _enabled else None
+
+
+def gradient_norm(parameters):
+    """The global norm of the gradients of `parameters` as one dot product (cuda), or None for the plain loop."""
+    return gradients.norm(parameters) if _enabled else None
+
+
+def unscale_gradients(parameters, inverse_scale):
+    """Multiply the gradients of `parameters` by inverse_scale in one pass that also checks them for inf and NaN
+    (cuda); returns the device flag (nonzero: all finite), or None where optim/grad_scaler.py's loop runs."""
+    return gradients.unscale(parameters, inverse_scale) if _enabled else None
 
 
 @contextlib.contextmanager

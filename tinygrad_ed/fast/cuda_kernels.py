@@ -6,6 +6,7 @@ pass, with the same math as the op's plain code (written out in a comment above 
 
   GELU forward, backward            ElementwiseKernel: one thread per element
   AdamW update                      ElementwiseKernel over each parameter: w, m and v updated in place
+  unscale, clip                     ElementwiseKernel over one flat buffer of every gradient: one pass each
   cross-entropy backward            ElementwiseKernel over the logits: (softmax - one-hot) * grad / count
   LayerNorm forward, backward       one block per row of C channels
   cross-entropy forward             one block per row of V logits: softmax and -log p(target)
@@ -87,7 +88,32 @@ CROSS_ENTROPY_BACKWARD = Elementwise(
     """,
     "tinygrad_ed_cross_entropy_backward")
 
-ELEMENTWISE_KERNELS = (GELU_FORWARD, GELU_BACKWARD, ADAMW, CROSS_ENTROPY_BACKWARD)
+# The loss scaler's unscale_ (optim/grad_scaler.py) over one flat buffer of every gradient (tinygrad_ed/fast/
+# gradients.py), with its inf check folded in:
+#   g <- g * (1/S);  all_finite[0] <- 0 if g is inf or NaN
+# all_finite is a 1-element array set to 1 before the launch; every thread that sees a non-finite g writes the same 0.
+# inf and NaN are the floats whose 8 exponent bits are all set.
+UNSCALE_GRADIENTS = Elementwise(
+    "float32 inverse_scale", "float32 grad, raw int32 all_finite",
+    """
+    grad = grad * inverse_scale;
+    if ((__float_as_int(grad) & 0x7f800000) == 0x7f800000) all_finite[0] = 0;
+    """,
+    "tinygrad_ed_unscale_gradients")
+
+# clip_grad_norm_'s scaling (optim/clip.py, step 4) over one flat buffer of every gradient, from the norm the dot
+# product of the buffer with itself gave (a 1-element array, so nothing is read back):
+#   factor = min(1, max_norm / (norm + 1e-6));  g <- factor * g
+# written so that a NaN norm gives a NaN factor, as numpy's minimum does
+CLIP_GRADIENTS = Elementwise(
+    "raw float32 norm, float32 max_norm", "float32 grad",
+    """
+    float factor = max_norm / (norm[0] + 1e-6f);
+    grad = grad * (factor > 1.0f ? 1.0f : factor);
+    """,
+    "tinygrad_ed_clip_gradients")
+
+ELEMENTWISE_KERNELS = (GELU_FORWARD, GELU_BACKWARD, ADAMW, CROSS_ENTROPY_BACKWARD, UNSCALE_GRADIENTS, CLIP_GRADIENTS)
 
 # ----------------------------------------------------------------------------------------------------------
 # row kernels: one cupy.RawModule, one block of BLOCK threads per row, launched as kernel((rows,), (BLOCK,), args)
@@ -277,6 +303,19 @@ class CudaKernels:
         """One AdamW update of w, m and v in place, at step t = `step` (counting from 1)."""
         self._elementwise[ADAMW.name](grad, lr, 1.0 - lr * weight_decay, beta1, beta2, 1.0 - beta1, 1.0 - beta2,
                                       1.0 - beta1 ** step, 1.0 - beta2 ** step, eps, w, m, v)
+
+    # ---- the gradients, as one flat buffer (tinygrad_ed/fast/gradients.py) ----
+    def unscale_gradients(self, flat, inverse_scale):
+        """flat *= inverse_scale in place; returns a 1-element int32 array, 1 when every entry is finite, else 0."""
+        all_finite = self.xp.ones(1, dtype=self.xp.int32)
+        self._elementwise[UNSCALE_GRADIENTS.name](np.float32(inverse_scale), flat, all_finite)
+        return all_finite
+
+    def clip_gradients(self, flat, max_norm):
+        """Scale flat in place so that its norm is at most max_norm; returns the norm before (a 0-d array)."""
+        norm = self.xp.sqrt(self.xp.dot(flat, flat))
+        self._elementwise[CLIP_GRADIENTS.name](norm.reshape(1), np.float32(max_norm), flat)
+        return norm
 
     # ---- LayerNorm ----
     def layer_norm_forward(self, x, weight, bias, eps):
