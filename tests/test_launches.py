@@ -121,3 +121,18 @@ def test_a_gradient_set_by_hand_takes_the_plain_clip(standin):
     assert norm.item() > 100
     total = sum(float((Tensor(p.grad).numpy().astype(np.float64) ** 2).sum()) for p in model.parameters())
     assert total ** 0.5 == pytest.approx(1.0, rel=1e-4)
+
+
+def test_layer_norm_without_bias_allocates_nothing_per_call(standin):
+    """nanoGPT's bias=False (the GPU preset): the LayerNorm kernel's zero bias is made once, not at each of a forward's
+    2·n_layer + 1 LayerNorms (13 fills per forward of a 6-layer GPT)."""
+    model = small_gpt("cuda", n_layer=6)
+    X, Y = gpt_batch("cuda")
+    model(X, Y)
+    standin.launches.clear()
+    _, loss = model(X, Y)
+    fills = {name: n for name, n in standin.launches.names.items() if name in ("zeros", "ones", "full")}
+    assert fills == {}, fills
+    assert standin.launches.names["layer_norm_forward"] == 13
+    loss.backward()
+    assert all(np.isfinite(Tensor(param.grad).numpy()).all() for param in model.parameters())

@@ -279,6 +279,7 @@ class CudaKernels:
         self._elementwise = {spec.name: cupy.ElementwiseKernel(*spec) for spec in ELEMENTWISE_KERNELS}
         self._module = cupy.RawModule(code=ROW_KERNELS)
         self._functions = {}  # name -> the compiled row kernel
+        self._constants = {}  # (value, size) -> a vector of it, never written to (the kernels read them only)
 
     def _launch_rows(self, name, rows, *args):
         """One block of BLOCK threads per row; nothing to launch for zero rows (a grid of 0 blocks is an error)."""
@@ -287,6 +288,14 @@ class CudaKernels:
         if name not in self._functions:
             self._functions[name] = self._module.get_function(name)
         self._functions[name]((rows,), (BLOCK,), args)
+
+    def _constant(self, value, size):
+        """A float32 vector of `size` entries equal to `value`, made once and kept: the LayerNorm kernels' weight and
+        bias where the model has none (nanoGPT's bias=False, the GPU preset's), not a new array at every call."""
+        key = (value, size)
+        if key not in self._constants:
+            self._constants[key] = self.xp.full(size, value, dtype=self.xp.float32)
+        return self._constants[key]
 
     def _contiguous(self, array):
         return self.xp.ascontiguousarray(array, dtype=self.xp.float32)
@@ -323,8 +332,8 @@ class CudaKernels:
         xp, x = self.xp, self._contiguous(x)
         C = x.shape[-1]
         rows = x.size // C if C else 0
-        weight = xp.ones(C, dtype=xp.float32) if weight is None else self._contiguous(weight)
-        bias = xp.zeros(C, dtype=xp.float32) if bias is None else self._contiguous(bias)
+        weight = self._constant(1.0, C) if weight is None else self._contiguous(weight)
+        bias = self._constant(0.0, C) if bias is None else self._contiguous(bias)
         y, x_hat, rstd = xp.empty_like(x), xp.empty_like(x), xp.empty(rows, dtype=xp.float32)
         self._launch_rows("layer_norm_forward", rows, x, weight, bias, y, x_hat, rstd, np.int32(C), np.float32(eps))
         return y, x_hat, rstd
@@ -333,7 +342,7 @@ class CudaKernels:
         """grad_x for LayerNorm, from the forward pass's x_hat and rstd."""
         xp, grad = self.xp, self._contiguous(grad)
         C = grad.shape[-1]
-        weight = xp.ones(C, dtype=xp.float32) if weight is None else self._contiguous(weight)
+        weight = self._constant(1.0, C) if weight is None else self._contiguous(weight)
         grad_x = xp.empty_like(grad)
         self._launch_rows("layer_norm_backward", rstd.size, grad, self._contiguous(x_hat), weight, rstd, grad_x,
                           np.int32(C))
