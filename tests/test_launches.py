@@ -1,6 +1,9 @@
 """Kernel launches a training step costs on cuda, counted by the cupy stand-in (tests/cupy_standin.py): on a GPU each
 launch costs a few microseconds of CPU time however small its work, so the step's fixed costs are counted here, where
 there is no GPU (these skip where there is one). Issue 14, item 5."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -136,3 +139,16 @@ def test_layer_norm_without_bias_allocates_nothing_per_call(standin):
     assert standin.launches.names["layer_norm_forward"] == 13
     loss.backward()
     assert all(np.isfinite(Tensor(param.grad).numpy()).all() for param in model.parameters())
+
+
+def test_the_float16_bench_hook_reports_both_dtypes(standin, tmp_path, monkeypatch):
+    """bench/float16_cost.py, which scripts/gpu_check.sh can call on a GPU, measures float32 and float16 as train()
+    sets them up; on the stand-in it reports their launches per iteration."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    import float16_cost
+    report = tmp_path / "float16.json"
+    assert float16_cost.main(["--size", "tiny", "--iters", "1", "--warmup", "1", "--json", str(report)]) == 0
+    results = {result["dtype"]: result for result in json.loads(report.read_text())["results"]}
+    assert set(results) == {"float32", "float16"}
+    assert 0 < results["float32"]["launches_per_iter"] < results["float16"]["launches_per_iter"]
+    assert all(result["ms_per_iter"] > 0 for result in results.values())
