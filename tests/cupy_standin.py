@@ -816,6 +816,16 @@ def _gelu_backward(x, grad, grad_x):
     return {"grad_x": grad * (cdf + x * np.exp(np.float32(-0.5) * x * x) * _INV_SQRT_2PI)}
 
 
+@reference("tinygrad_ed_gelu_forward_half")
+def _gelu_forward_half(x, y):
+    return _gelu_forward(x.astype(np.float32), y)  # float in, rounded to float16 as it is stored
+
+
+@reference("tinygrad_ed_gelu_backward_half")
+def _gelu_backward_half(x, grad, grad_x):
+    return _gelu_backward(x.astype(np.float32), grad.astype(np.float32), grad_x)
+
+
 @reference("tinygrad_ed_adamw")
 def _adamw(grad, lr, decay, beta1, beta2, one_minus_beta1, one_minus_beta2, bias_correction1, bias_correction2,
            eps, w, m, v):

@@ -91,7 +91,8 @@ def test_cupy_gets_kernels_for_float32_only_built_once():
     for plain, kernel in KERNEL_FUNCTIONS.items():
         assert implementation(plain, cupy, [_float32(2, 4)], {}) is kernel
         assert implementation(plain, cupy, [_float32(2, 4).astype(np.float64)], {}) is plain  # gradient checks
-        assert implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {}) is plain  # float16 compute
+        float16 = implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {})  # float16 compute: GELU only
+        assert float16 is (kernel if plain is Gelu else plain)
     # every array must be float32: a float16 weight beside a float32 x takes the plain path
     assert implementation(LayerNormFunction, cupy, [_float32(2, 4), _float32(4).astype(np.float16)], {}) \
         is LayerNormFunction
@@ -130,7 +131,7 @@ def _row_kernel_signatures():
     return {name: [tuple(p.strip().rsplit(" ", 1)) for p in params.split(",")] for name, params in found}
 
 
-_C_TYPES = {"float32": "float", "int32": "int", "int64": "long long"}
+_C_TYPES = {"float16": "_Float16", "float32": "float", "int32": "int", "int64": "long long"}
 
 
 def _elementwise_parameters(spec):
@@ -429,7 +430,16 @@ def test_emulated_gpt_step_matches_the_plain_code(emulator, monkeypatch):
     cupy = EmulatedCupy(emulator)
     monkeypatch.setattr(tensor_module, "array_module", lambda device: cupy)
     assert_close(_gpt_step(), plain, 1e-5, "gpt")
-    assert set(cupy.launched) == {spec.name for spec in ELEMENTWISE_KERNELS} | set(ROW_KERNEL_NAMES)
+    float32_kernels = {spec.name for spec in ELEMENTWISE_KERNELS if not spec.name.endswith("_half")}
+    assert set(cupy.launched) == float32_kernels | set(ROW_KERNEL_NAMES)
+
+
+def test_emulated_float16_gelu_matches_the_plain_code(emulator, monkeypatch):
+    plain = _float16_gelu("cpu")
+    cupy = EmulatedCupy(emulator)
+    monkeypatch.setattr(tensor_module, "array_module", lambda device: cupy)
+    assert_close(_float16_gelu("cpu"), plain, 2e-3, "float16 gelu")
+    assert set(cupy.launched) == {"tinygrad_ed_gelu_forward_half", "tinygrad_ed_gelu_backward_half"}
 
 
 def test_kernel_sources_compile_with_nvcc(tmp_path):
@@ -437,11 +447,11 @@ def test_kernel_sources_compile_with_nvcc(tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("no nvcc")
-    wrappers = [ROW_KERNELS]
+    wrappers = ["#include <cuda_fp16.h>", ROW_KERNELS]  # __half: what cupy's float16 type stores, with its conversions
     for spec in ELEMENTWISE_KERNELS:
         arguments, references = [], []
         for is_output, is_raw, dtype, name in _elementwise_parameters(spec):
-            c_type, const = _C_TYPES[dtype], "" if is_output else "const "
+            c_type, const = {**_C_TYPES, "float16": "__half"}[dtype], "" if is_output else "const "
             arguments.append(f"{const}{c_type}* {name if is_raw else '_raw_' + name}")
             if not is_raw:
                 references.append(f"{const}{c_type} &{name} = _raw_{name}[i];")
@@ -465,7 +475,28 @@ def test_cupy_gets_kernels_for_float32(cuda):
     cupy = array_module(cuda)
     assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float32)], {}) is cuda_ops.GeluKernel
     assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float64)], {}) is Gelu
-    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16)], {}) is Gelu
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16)], {}) is cuda_ops.GeluKernel
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16), cupy.zeros(3, dtype=cupy.float32)],
+                          {}) is Gelu
+
+
+def _float16_gelu(device):
+    """GELU's output and input gradient for float16 x (float16 upstream gradient), as float32 numpy arrays."""
+    x = Tensor((np.linspace(-6, 6, 3 * 7 * 37) ** 3 / 30).reshape(3, 7, 37).astype(np.float16), device=device,
+               requires_grad=True)
+    out = x.gelu()
+    out.backward(Tensor(np.linspace(-1, 1, out.size).reshape(out.shape).astype(np.float16), device=device))
+    return [out.numpy().astype(np.float32), to_device(x.grad, "cpu").astype(np.float32)]
+
+
+@pytest.mark.cuda
+def test_fused_float16_gelu_matches_the_plain_path(cuda):
+    """The float16 GELU kernels (float16 stored, float computed, rounded once) agree with the plain float16 code to
+    float16's precision."""
+    fused = _float16_gelu(cuda)
+    with plain_path():
+        plain = _float16_gelu(cuda)
+    assert_close(fused, plain, 2e-3, "float16 gelu")
 
 
 @pytest.mark.cuda

@@ -4,7 +4,7 @@ On the GPU every `xp.` call inside an op is one kernel launch and one pass over 
 about twenty passes, LayerNorm about ten, a softmax six. Each kernel here computes one op's whole formula in a single
 pass, with the same math as the op's plain code (written out in a comment above each kernel):
 
-  GELU forward, backward            ElementwiseKernel: one thread per element
+  GELU forward, backward            ElementwiseKernel: one thread per element (float32, and float16 too)
   AdamW update                      ElementwiseKernel over each parameter: w, m and v updated in place
   unscale, clip                     ElementwiseKernel over one flat buffer of every gradient: one pass each
   cross-entropy backward            ElementwiseKernel over the logits: (softmax - one-hot) * grad / count
@@ -14,7 +14,8 @@ pass, with the same math as the op's plain code (written out in a comment above 
 
 The ops never call these directly: tinygrad_ed/fast/cuda_ops.py wraps them as Functions that stand in for the plain
 ops where the arrays are cupy and float32 (the training dtype), and tinygrad_ed/fast/__init__.py chooses between the
-two. float64 (gradient checks, where the plain code's accuracy is the point) and float16 take the plain xp code.
+two. float64 (gradient checks, where the plain code's accuracy is the point) takes the plain xp code; so does float16,
+except GELU, whose float16 kernels load and store float16 and compute in float (the row kernels are float32 only).
 This module never imports cupy: `kernels_for(cupy)` builds the kernels from the module it is handed, once, and
 cupy compiles each one at its first launch.
 
@@ -55,6 +56,28 @@ GELU_BACKWARD = Elementwise(
     grad_x = grad * (cdf + x * pdf);
     """,
     "tinygrad_ed_gelu_backward")
+
+# The same two for float16 arrays (the float16 run's compute dtype): each element is loaded as float16, the math is
+# the float32 kernel's, in float, and the result is rounded to float16 once as it is stored. cupy's float16 type
+# converts to float implicitly, and from float on assignment.
+GELU_FORWARD_HALF = Elementwise(
+    "float16 x", "float16 y",
+    """
+    float xf = x;
+    y = 0.5f * xf * (1.0f + erff(xf * 0.70710678118654752f));
+    """,
+    "tinygrad_ed_gelu_forward_half")
+
+GELU_BACKWARD_HALF = Elementwise(
+    "float16 x, float16 grad", "float16 grad_x",
+    """
+    float xf = x;
+    float cdf = 0.5f * (1.0f + erff(xf * 0.70710678118654752f));
+    float pdf = expf(-0.5f * xf * xf) * 0.39894228040143268f;
+    float g = grad;
+    grad_x = g * (cdf + xf * pdf);
+    """,
+    "tinygrad_ed_gelu_backward_half")
 
 # AdamW, optim/adamw.py's update_param in one pass (the host computes the step's constants):
 #   θ ← θ·(1 − γλ)                                  decay = 1 − γλ
@@ -113,7 +136,8 @@ CLIP_GRADIENTS = Elementwise(
     """,
     "tinygrad_ed_clip_gradients")
 
-ELEMENTWISE_KERNELS = (GELU_FORWARD, GELU_BACKWARD, ADAMW, CROSS_ENTROPY_BACKWARD, UNSCALE_GRADIENTS, CLIP_GRADIENTS)
+ELEMENTWISE_KERNELS = (GELU_FORWARD, GELU_BACKWARD, GELU_FORWARD_HALF, GELU_BACKWARD_HALF, ADAMW, CROSS_ENTROPY_BACKWARD,
+                       UNSCALE_GRADIENTS, CLIP_GRADIENTS)
 
 # ----------------------------------------------------------------------------------------------------------
 # row kernels: one cupy.RawModule, one block of BLOCK threads per row, launched as kernel((rows,), (BLOCK,), args)
@@ -300,12 +324,15 @@ class CudaKernels:
     def _contiguous(self, array):
         return self.xp.ascontiguousarray(array, dtype=self.xp.float32)
 
-    # ---- GELU ----
+    # ---- GELU: float32, or float16 stored and float computed ----
     def gelu_forward(self, x):
-        return self._elementwise[GELU_FORWARD.name](x)
+        half = x.dtype == np.float16
+        return self._elementwise[(GELU_FORWARD_HALF if half else GELU_FORWARD).name](x)
 
     def gelu_backward(self, x, grad):
-        return self._elementwise[GELU_BACKWARD.name](x, grad.astype(self.xp.float32, copy=False))
+        half = x.dtype == np.float16
+        return self._elementwise[(GELU_BACKWARD_HALF if half else GELU_BACKWARD).name](x, grad.astype(x.dtype,
+                                                                                                       copy=False))
 
     # ---- AdamW ----
     def adamw_step(self, w, grad, m, v, lr, weight_decay, beta1, beta2, eps, step):

@@ -3,7 +3,7 @@
 On the GPU every `xp.` call inside an op is one kernel launch and one pass over memory; each class here runs its op's
 whole formula, forward or backward, as one kernel (tinygrad_ed/fast/cuda_kernels.py, where each kernel's math is
 written out above its source). A class's `accepts(xp, arrays, options)` says when it applies: cupy arrays, all
-float32. tinygrad_ed/fast/__init__.py asks it before every op through ALTERNATIVES.
+float32 (GELU: or all float16). tinygrad_ed/fast/__init__.py asks it before every op through ALTERNATIVES.
 """
 import numpy as np
 
@@ -18,12 +18,19 @@ def _cupy_float32(xp, arrays):
     return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == np.float32 for array in arrays)
 
 
+def _cupy_float16(xp, arrays):
+    """Whether every array is a float16 array of cupy (the float16 run's compute dtype)."""
+    return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == np.float16 for array in arrays)
+
+
 class GeluKernel(Gelu):
-    """x·Φ(x) forward, grad·(Φ(x) + x·φ(x)) backward, one kernel each (Φ recomputed from x in backward)."""
+    """x·Φ(x) forward, grad·(Φ(x) + x·φ(x)) backward, one kernel each (Φ recomputed from x in backward); float32, or
+    float16 loaded and stored with the math in float."""
 
     @staticmethod
     def accepts(xp, arrays, options):
-        return options.get("approximate", "none") == "none" and _cupy_float32(xp, arrays)
+        return options.get("approximate", "none") == "none" and (_cupy_float32(xp, arrays) or
+                                                                 _cupy_float16(xp, arrays))
 
     def forward(self, x, approximate="none"):
         self.x = x
