@@ -10,10 +10,11 @@ launch), then each timed iteration ends with a device synchronize. The report gi
 cupy is the stand-in (tests/cupy_standin.py), the kernel launches of one iteration, which is what a GPU's CPU side
 pays a few microseconds for each.
 
-What float16 has and has not (issue 14, item 5): the gradients' clipping and unscaling are one pass each over one flat
-float32 buffer; each float16 gradient is cast once, straight into that buffer, and each weight once into its float16
-copy. The fused row and elementwise kernels (GELU, LayerNorm, cross-entropy, the attention softmax) are float32 only:
-float16 takes the plain xp code for those ops, with float32 statistics.
+What float16 has and has not (issue 14, item 5): GELU's two kernels exist for float16 (float16 stored, float
+computed); the gradients' clipping and unscaling are one pass each over one flat float32 buffer; each float16 gradient
+is cast once, straight into that buffer, and each weight once into its float16 copy. The row kernels (LayerNorm,
+cross-entropy, the attention softmax) are float32 only: float16 takes the plain xp code for those ops, with float32
+statistics. Launches per iteration on the stand-in, 6-layer GPT: float32 364, float16 769.
 """
 import argparse
 import json
