@@ -91,8 +91,8 @@ def test_cupy_gets_kernels_for_float32_only_built_once():
     for plain, kernel in KERNEL_FUNCTIONS.items():
         assert implementation(plain, cupy, [_float32(2, 4)], {}) is kernel
         assert implementation(plain, cupy, [_float32(2, 4).astype(np.float64)], {}) is plain  # gradient checks
-        float16 = implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {})  # float16 compute: GELU only
-        assert float16 is (kernel if plain is Gelu else plain)
+        float16 = implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {})  # float16 compute
+        assert float16 is (plain if plain is Attention else kernel)
     # every array must be float32: a float16 weight beside a float32 x takes the plain path
     assert implementation(LayerNormFunction, cupy, [_float32(2, 4), _float32(4).astype(np.float16)], {}) \
         is LayerNormFunction
@@ -489,6 +489,17 @@ def _float16_gelu(device):
     return [out.numpy().astype(np.float32), to_device(x.grad, "cpu").astype(np.float32)]
 
 
+def _float16_case(name, device):
+    """A float16 run of a CASES case: inputs rounded to float16, the outputs and gradients as float32."""
+    op_name, inputs, arguments, _ = CASES[name]
+    tensors = [Tensor(array.astype(np.float16), device=device, requires_grad=True) for array in inputs]
+    out = OPS_BY_NAME[op_name].function(*tensors, **arguments)
+    assert out.dtype == np.float16
+    weights = np.linspace(-1, 1, out.size).reshape(out.shape).astype(np.float16)
+    (out * Tensor(weights, device=device)).sum().backward()
+    return [out.numpy().astype(np.float32)] + [to_device(t.grad, "cpu").astype(np.float32) for t in tensors]
+
+
 @pytest.mark.cuda
 def test_fused_float16_gelu_matches_the_plain_path(cuda):
     """The float16 GELU kernels (float16 stored, float computed, rounded once) agree with the plain float16 code to
@@ -497,6 +508,17 @@ def test_fused_float16_gelu_matches_the_plain_path(cuda):
     with plain_path():
         plain = _float16_gelu(cuda)
     assert_close(fused, plain, 2e-3, "float16 gelu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["layer_norm", "layer_norm_no_bias_600", "cross_entropy", "cross_entropy_ignore_300"])
+def test_float16_layer_norm_and_cross_entropy_through_the_float32_kernels_match_the_plain_path(cuda, name):
+    """float16 LayerNorm and cross-entropy run the float32 kernels between casts, and agree with the plain float16
+    code (float32 statistics) to float16's precision."""
+    fused = _float16_case(name, cuda)
+    with plain_path():
+        plain = _float16_case(name, cuda)
+    assert_close(fused, plain, 4e-3, name)
 
 
 @pytest.mark.cuda

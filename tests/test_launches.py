@@ -10,7 +10,7 @@ import pytest
 from gpt.model import GPT, GPTConfig
 from gpt.step import configure_optimizers
 from optim import GradScaler, clip_grad_norm_
-from tinygrad_ed import Tensor
+from tinygrad_ed import Tensor, cross_entropy, layer_norm
 
 pytestmark = pytest.mark.cuda
 
@@ -152,3 +152,20 @@ def test_the_float16_bench_hook_reports_both_dtypes(standin, tmp_path, monkeypat
     assert set(results) == {"float32", "float16"}
     assert 0 < results["float32"]["launches_per_iter"] < results["float16"]["launches_per_iter"]
     assert all(result["ms_per_iter"] > 0 for result in results.values())
+
+
+def test_float16_gelu_layer_norm_and_cross_entropy_take_the_kernels(standin):
+    """float16 GELU is one kernel (float16 stored, float computed); float16 LayerNorm and cross-entropy are the
+    float32 kernels between casts: a handful of launches where the plain float16 code takes ~12 to ~20 each."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((4, 16, 32)).astype(np.float16), device="cuda", requires_grad=True)
+    weight = Tensor(np.ones(32, dtype=np.float16), device="cuda", requires_grad=True)
+    targets = Tensor(rng.integers(0, 32, (4, 16)), device="cuda")
+    targets.id_range = (0, 31)
+    for name, op, most in (("tinygrad_ed_gelu_forward_half", lambda: x.gelu(), 1),
+                           ("layer_norm_forward", lambda: layer_norm(x, weight), 5),
+                           ("cross_entropy_forward", lambda: cross_entropy(x, targets), 6)):
+        standin.launches.clear()
+        out = op()
+        assert out.dtype == np.float16
+        assert standin.launches.names[name] == 1 and standin.launches.count <= most, (name, standin.launches.names)

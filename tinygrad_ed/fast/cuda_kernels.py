@@ -14,8 +14,9 @@ pass, with the same math as the op's plain code (written out in a comment above 
 
 The ops never call these directly: tinygrad_ed/fast/cuda_ops.py wraps them as Functions that stand in for the plain
 ops where the arrays are cupy and float32 (the training dtype), and tinygrad_ed/fast/__init__.py chooses between the
-two. float64 (gradient checks, where the plain code's accuracy is the point) takes the plain xp code; so does float16,
-except GELU, whose float16 kernels load and store float16 and compute in float (the row kernels are float32 only).
+two. float64 (gradient checks, where the plain code's accuracy is the point) takes the plain xp code. float16: GELU
+has kernels that load and store float16 and compute in float; LayerNorm and cross-entropy run the float32 kernels
+between casts (cuda_ops.py); the attention softmax and AdamW take float32 only.
 This module never imports cupy: `kernels_for(cupy)` builds the kernels from the module it is handed, once, and
 cupy compiles each one at its first launch.
 
