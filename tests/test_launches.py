@@ -1,6 +1,7 @@
 """Kernel launches a training step costs on cuda, counted by the cupy stand-in (tests/cupy_standin.py): on a GPU each
 launch costs a few microseconds of CPU time however small its work, so the step's fixed costs are counted here, where
 there is no GPU (these skip where there is one). Issue 14, item 5."""
+import copy
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from gpt.model import GPT, GPTConfig
 from gpt.step import configure_optimizers
 from optim import GradScaler, clip_grad_norm_
 from tinygrad_ed import Tensor, cross_entropy, layer_norm
+from tinygrad_ed.distributed import DistributedDataParallel
+from tinygrad_ed.distributed.group import ProcessGroup
 
 pytestmark = pytest.mark.cuda
 
@@ -169,3 +172,37 @@ def test_float16_gelu_layer_norm_and_cross_entropy_take_the_kernels(standin):
         out = op()
         assert out.dtype == np.float16
         assert standin.launches.names[name] == 1 and standin.launches.count <= most, (name, standin.launches.names)
+
+
+class _TwoRanksOfTheSameBatch(ProcessGroup):
+    """Rank 0 of two whose other rank holds the same numbers: all_reduce doubles, broadcast keeps (one launch)."""
+    rank, world_size = 0, 2
+
+    def all_reduce(self, array):
+        array *= 2
+
+
+def test_data_parallel_sums_the_flat_gradient_buffer_itself(standin):
+    """On cuda the gradients already are one flat buffer: DistributedDataParallel all-reduces it in place, without
+    copying each gradient into its own bucket and back (two copies per parameter, 78 for a 6-layer GPT)."""
+    model = small_gpt("cuda", n_layer=6)
+    ddp = DistributedDataParallel(model, _TwoRanksOfTheSameBatch())
+    X, Y = gpt_batch("cuda")
+    ddp.require_backward_grad_sync = False
+    _, loss = ddp(X, Y)
+    loss.backward()
+    unsynced = _grads(model)
+    clip_grad_norm_(model.parameters(), 1e9)  # the first step's clipping makes the buffer
+    for sync in (False, True):
+        model.zero_grad()
+        ddp.require_backward_grad_sync = sync
+        _, loss = ddp(X, Y)
+        standin.launches.clear()
+        loss.backward()
+        if sync:  # the one launch more is the all-reduce
+            assert standin.launches.count == without_sync.count + 1, standin.launches.names - without_sync.names
+        else:
+            without_sync = copy.deepcopy(standin.launches)
+    assert ddp.gradient_syncs == 1
+    for got, want in zip(_grads(model), unsynced):
+        np.testing.assert_allclose(got, 2 * want, rtol=1e-6)

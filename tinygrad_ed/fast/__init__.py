@@ -14,7 +14,8 @@ once, written against `xp` (numpy or cupy); what is here computes the same numbe
 The one dispatch point is `implementation(function, xp, arrays, options)`, which `Function.apply` asks before every
 op: it returns the op itself, or the faster Function registered for it when that one accepts these arrays (cupy and
 float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, param)` the same way, clipping
-`clip_gradients` and `gradient_norm`, the loss scaler `unscale_gradients`: each returns None where the plain code runs.
+`clip_gradients` and `gradient_norm`, the loss scaler `unscale_gradients`, data parallelism `gradient_buffer`: each
+returns None where the plain code runs.
 `with plain_path():` switches every alternative off, to compare the two paths on one GPU.
 """
 import contextlib
@@ -62,6 +63,13 @@ def clip_gradients(parameters, max_norm):
 def gradient_norm(parameters):
     """The global norm of the gradients of `parameters` as one dot product (cuda), or None for the plain loop."""
     return gradients.norm(parameters) if _enabled else None
+
+
+def gradient_buffer(parameters):
+    """The one flat array that holds every gradient of `parameters` (cuda), for a collective to sum in place; None
+    where they are separate arrays (DistributedDataParallel then copies them into its own bucket)."""
+    bucket = gradients.bucket_for(parameters) if _enabled else None
+    return None if bucket is None else bucket.flat
 
 
 def unscale_gradients(parameters, inverse_scale):
