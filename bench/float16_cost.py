@@ -1,7 +1,7 @@
 """Is float16 worth its cost on cuda? One training iteration in float32 and in float16, as train() runs each.
 
     python bench/float16_cost.py --size baby --batch 64 --iters 10 --json out.json   # on a GPU (gpu_check can call it)
-    python tests/run_on_standin.py bench/float16_cost.py --size tiny --iters 2     # no GPU: the launch counts only
+    python tests/standin_run.py bench/float16_cost.py --size tiny --iters 2     # no GPU: the launch counts only
 
 Each dtype is set up by gpt/training.py's initialise, so the iteration is the run's own: float16 is HalfPrecision
 (a float16 copy of the float32 weights, refreshed at every forward) with the loss scaler, float32 the model itself;

@@ -3,6 +3,7 @@
     python bench/gpu_bench.py                      # batch 64, block 256, 6 layers, 6 heads, 384 wide
     python bench/gpu_bench.py --batch-size 8 --iters 20
     python bench/gpu_bench.py --device cpu --batch-size 2 --iters 2 --block-size 32   # a dry run of this script
+    CUPY_TF32=1 python bench/gpu_bench.py          # the float32 matmuls on TF32 tensor cores (ours and torch's)
 
 One iteration is bench/harness.py's OurStep: gpt/step.py's train_step (forward, loss, backward, clip the global
 gradient norm to 1.0, AdamW with nanoGPT's groups, lr 1e-3, betas (0.9, 0.99), weight decay 0.1, zero_grad);
@@ -10,11 +11,16 @@ float32, dropout 0, no biases (as the GPU preset), vocab 65. All three engines r
 each engine in its own process, is the CPU benchmark), start from the same weights and see the same batches; the
 engines take turns in chunks of iterations (harness.in_turns), and each iteration is timed up to a device
 synchronize. The first batch's loss, before any update, is compared across engines as a check that they compute the
-same function.
+same function. Every engine first runs --warmup untimed iterations, so that kernel compiles are not timed.
+
+TF32: cupy reads CUPY_TF32 once, at its first float32 matmul (cuBLAS's compute type; off unless CUPY_TF32=1), so
+the setting is the process's: run the script once each way to compare. torch is set to match
+(torch.backends.cuda.matmul.allow_tf32), so that both engines compare at the same precision.
 """
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -24,10 +30,18 @@ import numpy as np
 
 from gpt import CharDataset
 from tinygrad_ed import Tensor, no_grad
-from tinygrad_ed.device import array_module, cuda_available
+from tinygrad_ed.device import array_module, require_cuda
 from tinygrad_ed.fast import plain_path
 
 N_BATCHES = 4
+
+
+def tf32_enabled():
+    """Whether cupy runs float32 matmuls in TF32 in this process: CUPY_TF32 > 0, as cupy reads it."""
+    try:
+        return int(os.environ.get("CUPY_TF32", "0") or 0) > 0
+    except ValueError:
+        return False
 
 
 class Ours:
@@ -66,6 +80,7 @@ def torch_engine(spec, device, initial):
     import torch
     if device == "cuda" and not torch.cuda.is_available():
         return None, "torch sees no CUDA device"
+    torch.backends.cuda.matmul.allow_tf32 = tf32_enabled()  # the same float32 matmul precision as cupy's
     from torch_reference import TorchEngine
     engine = TorchEngine(spec, device, initial, torch.get_num_threads(), *harness.optimizer_settings())
 
@@ -82,6 +97,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--model", default="baby", choices=harness.SIZES,
+                        help="the model's size (bench/harness.py); tiny: a dry run on the CPU stand-in for cupy")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per engine")
@@ -90,11 +107,14 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not cuda_available():
-        print("gpu_bench: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
-        return 2
+    if args.device == "cuda":
+        try:
+            require_cuda("gpu_bench --device cuda")
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 2
 
-    spec = {**harness.model_spec("baby"), "block_size": args.block_size}
+    spec = {**harness.model_spec(args.model), "block_size": args.block_size}
     dataset, generator = CharDataset(), np.random.default_rng(1337)
     batches = [dataset.get_batch("train", args.batch_size, args.block_size, generator) for _ in range(N_BATCHES)]
     batches = [(np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())) for x, y in batches]  # Y is a view
@@ -129,8 +149,10 @@ def main(argv=None):
                       "first_loss_rel_diff": abs(first_loss[name] - reference_loss) / abs(reference_loss),
                       "device_memory_bytes": engines[name].memory_bytes()}
                for name, t in times.items()}
-    lines = [f"### one training iteration, baby GPT (6/6/384), block {args.block_size}, batch {args.batch_size}, "
-             f"{args.device}, float32", ""]
+    tf32 = "TF32 on" if tf32_enabled() else "TF32 off"
+    lines = [f"### one training iteration, {args.model} GPT ({spec['n_layer']}/{spec['n_head']}/{spec['n_embd']}), "
+             f"block {args.block_size}, batch {args.batch_size}, "
+             f"{args.device}, float32, {tf32} (CUPY_TF32)", ""]
     lines += harness.markdown_table(
         ["engine", "ms/iter (median)", "ms/iter (min)", "tokens/s", "first-batch loss", "rel. diff to torch"],
         [[name, f"{r['ms_median']:.1f}", f"{r['ms_min']:.1f}", f"{r['tokens_per_s']:,.0f}", f"{r['first_loss']:.6f}",
@@ -140,10 +162,10 @@ def main(argv=None):
     print("\n".join(lines))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results, "torch": torch_note or "ran"},
-                                              indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"args": vars(args), "tf32": tf32_enabled(), "results": results,
+                                               "torch": torch_note or "ran"}, indent=1) + "\n")
     fused, plain = results["ours (fused)"]["ms_median"], results["ours (plain cupy)"]["ms_median"]
-    summary = f"ours {fused:.1f} ms/iter (plain cupy {plain:.1f})"
+    summary = f"{tf32}: ours {fused:.1f} ms/iter (plain cupy {plain:.1f})"
     if "torch eager" in results:
         summary += f", torch {results['torch eager']['ms_median']:.1f} ms/iter, ours/torch " \
                    f"{fused / results['torch eager']['ms_median']:.2f}"

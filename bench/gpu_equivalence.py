@@ -3,6 +3,7 @@
     python bench/gpu_equivalence.py                          # every section, on cuda
     python bench/gpu_equivalence.py --sections kernels,model
     python bench/gpu_equivalence.py --device cpu             # a dry run of this script: the CPU against itself
+    python bench/gpu_equivalence.py --quick                  # every section at the tiny GPT's sizes (seconds)
 
 Sections:
   kernels  each fused kernel (GELU, LayerNorm, cross-entropy, attention softmax, AdamW) three ways from the same
@@ -14,9 +15,14 @@ Sections:
   float16  train --float16-iters iterations of the GPU preset in float16 and in float32 from the same seed: final
            train/val loss and ms per iteration of each.
 A difference is max |a − b| / max |b| over one tensor (so rounding is measured against the tensor's own scale).
+Times are medians after warm-up iterations, so that cupy's kernel compiles at first use are not in them. The last
+line, `SUMMARY: ...`, gives each section's verdict with its figure (scripts/gpu_check.sh puts it in its table).
+--quick runs every section at the tiny GPT's sizes (2 layers, 64 wide, context 16): for a dry run of the script on
+the CPU stand-in for cupy (tests/test_gpu_check.py), not for numbers.
 """
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -32,7 +38,7 @@ from gpt.config import gpu_preset
 from gpt.training import train
 from optim import AdamW
 from tinygrad_ed import Tensor, cross_entropy, layer_norm, scaled_dot_product_attention
-from tinygrad_ed.device import array_module, cuda_available, to_device
+from tinygrad_ed.device import array_module, require_cuda, to_device
 from tinygrad_ed.fast import plain_path
 
 relative_difference = harness.relative_difference
@@ -41,6 +47,7 @@ KERNEL_TOLERANCE = 1e-5    # one op in float32: its paths differ by a few roundi
 MODEL_TOLERANCE = 1e-4     # a whole forward and backward: ~100 ops' roundings add up
 FLOAT16_TOLERANCE = 0.1    # |val loss float16 − val loss float32| after the same run: loss scaling works
 BABY = harness.model_spec("baby")  # 6 layers, 6 heads, 384 wide, block 256, as the GPU preset (no biases)
+TINY = harness.model_spec("tiny")  # 2 layers, 2 heads, 64 wide, block 16: --quick
 
 
 def synchronize(device):
@@ -57,10 +64,10 @@ def median_ms(step, device, reps=10, warmup=2):
 # ----------------------------------------------------------------------------------------------------------
 # kernels
 
-def op_cases(batch):
-    """name -> (input arrays, each requiring grad; function of their Tensors), at the baby model's shapes."""
+def op_cases(batch, spec=BABY):
+    """name -> (input arrays, each requiring grad; function of their Tensors), at the model's shapes."""
     rng = np.random.default_rng(0)
-    T, C, H, V = BABY["block_size"], BABY["n_embd"], BABY["n_head"], BABY["vocab_size"]
+    T, C, H, V = spec["block_size"], spec["n_embd"], spec["n_head"], spec["vocab_size"]
 
     def data(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -78,11 +85,13 @@ def op_cases(batch):
 
 
 def forward_backward(case, device):
-    """The op's output and every input's gradient (numpy), for a fixed upstream gradient."""
+    """The op's output and every input's gradient (numpy), for a fixed upstream gradient. It is random (seeded), not
+    a ramp: a ramp's column sums (a bias's gradient) nearly cancel, and their rounding then differs from one summation
+    order to another by 1e-3 of their largest, which would fail a perfect GPU."""
     inputs, function = case
     tensors = [Tensor(array, device=device, requires_grad=True) for array in inputs]
     out = function(*tensors)
-    upstream = np.linspace(-1, 1, out.size, dtype=np.float32).reshape(out.shape)
+    upstream = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
     out.backward(Tensor(upstream, device=device))
     return [out.numpy()] + [to_device(tensor.grad, "cpu") for tensor in tensors]
 
@@ -104,9 +113,9 @@ def worst(results, reference):
     return max(relative_difference(a, b) for a, b in zip(results, reference))
 
 
-def kernels_section(device, report):
+def kernels_section(device, report, spec=BABY, timing_batch=64):
     rows = []
-    cases = op_cases(batch=4)
+    cases = op_cases(4, spec)
     for name, case in cases.items():
         fused_results = forward_backward(case, device)
         with plain_path():
@@ -115,7 +124,8 @@ def kernels_section(device, report):
         rows.append({"op": name, "fused_vs_plain": worst(fused_results, plain_results),
                      "fused_vs_cpu": worst(fused_results, cpu_results),
                      "plain_vs_cpu": worst(plain_results, cpu_results)})
-    shapes = [(3 * 384, 384), (384,), (65, 384)]
+    C = spec["n_embd"]
+    shapes = [(3 * C, C), (C,), (spec["vocab_size"], C)]
     fused_results = adamw_results(shapes, device)
     with plain_path():
         plain_results = adamw_results(shapes, device)
@@ -127,9 +137,9 @@ def kernels_section(device, report):
         row["ok"] = max(row["fused_vs_plain"], row["fused_vs_cpu"], row["plain_vs_cpu"]) <= KERNEL_TOLERANCE
 
     # speed: forward + backward of each op at batch 64 on the device, fused and plain (batch 2 in a cpu dry run)
-    timing_batch = 64 if device == "cuda" else 2
+    timing_batch = timing_batch if device == "cuda" else 2
     timings = []
-    for name, (inputs, function) in op_cases(timing_batch).items():
+    for name, (inputs, function) in op_cases(timing_batch, spec).items():
         tensors = [Tensor(array, device=device, requires_grad=True) for array in inputs]
         upstream = None
 
@@ -157,71 +167,93 @@ def kernels_section(device, report):
               "| op | fused ms | plain ms | plain / fused |", "|---|---|---|---|"]
     lines += [f"| {t['op']} | {t['fused_ms']:.3f} | {t['plain_ms']:.3f} | {t['plain_ms'] / t['fused_ms']:.1f}× |"
               for t in timings]
-    return lines, all(r["ok"] for r in rows)
+    largest = max(max(r["fused_vs_plain"], r["fused_vs_cpu"], r["plain_vs_cpu"]) for r in rows)
+    figure = f"max diff {largest:.1e} (tolerance {KERNEL_TOLERANCE:g})"
+    return lines, all(r["ok"] for r in rows), figure
 
 
 # ----------------------------------------------------------------------------------------------------------
 # model
 
-def model_results(device, batch):
-    """Loss and every parameter's gradient of the baby GPT on one batch of tiny Shakespeare (float32, dropout 0)."""
-    model = GPT(GPTConfig(**BABY), device=device, seed=1337)
-    x, y = CharDataset().get_batch("train", batch, BABY["block_size"], np.random.default_rng(1337), device)
+def model_results(device, batch, spec=BABY):
+    """Loss and every parameter's gradient of the GPT on one batch of tiny Shakespeare (float32, dropout 0)."""
+    model = GPT(GPTConfig(**spec), device=device, seed=1337)
+    x, y = CharDataset().get_batch("train", batch, spec["block_size"], np.random.default_rng(1337), device)
     _, loss = model(x, y)
     loss.backward()
     named = list(model.named_parameters())
     return [name for name, _ in named], [loss.numpy()] + [to_device(p.grad, "cpu") for _, p in named]
 
 
-def model_section(device, report, batch=8):
-    names, cpu = model_results("cpu", batch)
-    fused_names, fused_results = model_results(device, batch)
+def model_section(device, report, batch=8, spec=BABY):
+    names, cpu = model_results("cpu", batch, spec)
+    fused_names, fused_results = model_results(device, batch, spec)
     with plain_path():
-        _, plain_results = model_results(device, batch)
+        _, plain_results = model_results(device, batch, spec)
     assert fused_names == names
     labels = ["loss"] + [f"grad {name}" for name in names]
     rows = [{"tensor": label, "fused_vs_cpu": relative_difference(f, c), "plain_vs_cpu": relative_difference(p, c),
              "fused_vs_plain": relative_difference(f, p)}
             for label, f, p, c in zip(labels, fused_results, plain_results, cpu)]
     ok = all(max(r["fused_vs_cpu"], r["plain_vs_cpu"], r["fused_vs_plain"]) <= MODEL_TOLERANCE for r in rows)
-    report["model"] = {"tolerance": MODEL_TOLERANCE, "batch": batch, "config": BABY, "loss_cpu": float(cpu[0]),
+    report["model"] = {"tolerance": MODEL_TOLERANCE, "batch": batch, "config": spec, "loss_cpu": float(cpu[0]),
                        "loss_fused": float(fused_results[0]), "loss_plain": float(plain_results[0]),
                        "tensors": rows, "ok": ok}
     worst_rows = sorted(rows, key=lambda r: -max(r["fused_vs_cpu"], r["plain_vs_cpu"]))[:5]
-    lines = [f"### baby GPT, batch {batch}, float32: cuda against cpu (tolerance {MODEL_TOLERANCE:g})", "",
+    lines = [f"### GPT {spec['n_layer']}/{spec['n_head']}/{spec['n_embd']}, block {spec['block_size']}, batch "
+             f"{batch}, float32: cuda against cpu (tolerance {MODEL_TOLERANCE:g})", "",
              f"loss: cpu {float(cpu[0]):.7f}, cuda fused {float(fused_results[0]):.7f}, "
              f"cuda plain {float(plain_results[0]):.7f}; {len(names)} gradients compared, the five worst:", "",
              "| tensor | fused vs cpu | plain vs cpu | fused vs plain |", "|---|---|---|---|"]
     lines += [f"| {r['tensor']} | {r['fused_vs_cpu']:.1e} | {r['plain_vs_cpu']:.1e} | {r['fused_vs_plain']:.1e} |"
               for r in worst_rows]
     lines += ["", f"every tensor within tolerance: {'yes' if ok else '**NO**'}"]
-    return lines, ok
+    largest = max(max(r["fused_vs_cpu"], r["plain_vs_cpu"], r["fused_vs_plain"]) for r in rows)
+    return lines, ok, f"max diff {largest:.1e} (tolerance {MODEL_TOLERANCE:g}), loss {float(fused_results[0]):.4f}"
 
 
 # ----------------------------------------------------------------------------------------------------------
 # float16
 
-def float16_section(device, report, iters):
+LOGGED_MS_PER_ITER = re.compile(r"^iter (\d+): .*?([0-9.]+) ms/iter")
+
+
+def warm_ms_per_iter(lines, fallback):
+    """ms/iter of the last log line (the mean since the log line before it, so past the first iterations, whose
+    kernel compiles would swamp the figure), or `fallback` when fewer than two were logged."""
+    logged = [match for match in map(LOGGED_MS_PER_ITER.match, lines) if match]
+    return float(logged[-1].group(2)) if len(logged) >= 2 else fallback
+
+
+def float16_section(device, report, iters, sizes=None):
+    """`iters` iterations of the GPU preset (with `sizes`, e.g. a smaller model, on top) in float32 and float16."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="gpu-equivalence-") as scratch:
         for dtype in ("float32", "float16"):
-            config = replace(gpu_preset(), device=device, dtype=dtype, max_iters=iters, eval_interval=iters,
-                             eval_iters=20, log_interval=max(iters // 4, 1), out_dir=str(Path(scratch) / dtype))
-            result = train(config, log=lambda line: None)
+            settings = dict(device=device, dtype=dtype, max_iters=iters, eval_interval=iters, eval_iters=20,
+                            log_interval=max(iters // 4, 1), out_dir=str(Path(scratch) / dtype))
+            config = replace(gpu_preset(), **{**settings, **(sizes or {})})
+            lines = []
+            result = train(config, log=lines.append)
             _, train_loss, val_loss = result.evals[-1]
-            results[dtype] = {"train_loss": train_loss, "val_loss": val_loss, "ms_per_iter": result.ms_per_iter,
-                              "start_val_loss": result.evals[0][2]}
+            results[dtype] = {"train_loss": train_loss, "val_loss": val_loss, "start_val_loss": result.evals[0][2],
+                              "ms_per_iter": warm_ms_per_iter(lines, result.ms_per_iter),
+                              "ms_per_iter_with_warmup": result.ms_per_iter}
     difference = abs(results["float16"]["val_loss"] - results["float32"]["val_loss"])
     ok = difference <= FLOAT16_TOLERANCE
-    report["float16"] = {"iters": iters, "results": results, "val_loss_difference": difference,
-                         "tolerance": FLOAT16_TOLERANCE, "ok": ok}
-    lines = [f"### float16 against float32: {iters} iterations of the GPU preset from the same seed", "",
-             "| dtype | val loss at 0 | train loss | val loss | ms/iter |", "|---|---|---|---|---|"]
+    report["float16"] = {"iters": iters, "sizes": sizes or "the GPU preset's", "results": results,
+                         "val_loss_difference": difference, "tolerance": FLOAT16_TOLERANCE, "ok": ok}
+    lines = [f"### float16 against float32: {iters} iterations of the GPU preset"
+             f"{' with ' + str(sizes) if sizes else ''} from the same seed", "",
+             "| dtype | val loss at 0 | train loss | val loss | ms/iter (after warm-up) |", "|---|---|---|---|---|"]
     lines += [f"| {dtype} | {r['start_val_loss']:.4f} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | "
               f"{r['ms_per_iter']:.1f} |" for dtype, r in results.items()]
     lines += ["", f"|val loss difference| = {difference:.4f} (tolerance {FLOAT16_TOLERANCE}): "
               f"{'ok' if ok else '**too far apart**'}"]
-    return lines, ok
+    f16, f32 = results["float16"], results["float32"]
+    figure = (f"val {f16['val_loss']:.4f} vs float32 {f32['val_loss']:.4f} (difference {difference:.4f}, tolerance "
+              f"{FLOAT16_TOLERANCE}), {f16['ms_per_iter']:.1f} vs {f32['ms_per_iter']:.1f} ms/iter")
+    return lines, ok, figure
 
 
 def main(argv=None):
@@ -231,13 +263,18 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cpu: a dry run of the script itself (the CPU compared with itself; float16 skipped)")
     parser.add_argument("--float16-iters", type=int, default=200, help="training iterations per dtype")
+    parser.add_argument("--quick", action="store_true",
+                        help="every section at the tiny GPT's sizes: a dry run on the CPU stand-in for cupy")
     default_json = harness.RESULTS_DIR / f"gpu-equivalence-{time.strftime('%F')}.json"
     parser.add_argument("--json", default=str(default_json),
                         help="where the JSON report goes (rewritten after every section)")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not cuda_available():
-        print("gpu_equivalence: needs cupy and an NVIDIA GPU (or --device cpu for a dry run)", file=sys.stderr)
-        return 2
+    if args.device == "cuda":
+        try:
+            require_cuda("gpu_equivalence --device cuda")
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 2
     sections = args.sections.split(",")
     unknown = set(sections) - {"kernels", "model", "float16"}
     if unknown:
@@ -252,23 +289,31 @@ def main(argv=None):
     verdicts = {}
     json_path = Path(args.json)
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    spec = TINY if args.quick else BABY
+    figures = {}
     for name in sections:
         if name == "float16" and (args.device != "cuda" or args.float16_iters < 1):
             continue  # float16 training needs cuda (TrainConfig refuses it on the CPU)
         started = time.perf_counter()
         if name == "kernels":
-            section_lines, verdicts[name] = kernels_section(args.device, report)
+            section_lines, verdicts[name], figures[name] = kernels_section(args.device, report, spec,
+                                                                           2 if args.quick else 64)
         elif name == "model":
-            section_lines, verdicts[name] = model_section(args.device, report)
+            section_lines, verdicts[name], figures[name] = model_section(args.device, report, spec=spec)
         else:
-            section_lines, verdicts[name] = float16_section(args.device, report, args.float16_iters)
+            sizes = {key: spec[key] for key in ("n_layer", "n_head", "n_embd", "block_size")} if args.quick else None
+            if sizes:
+                sizes.update(batch_size=8, eval_iters=2)
+            section_lines, verdicts[name], figures[name] = float16_section(args.device, report, args.float16_iters,
+                                                                           sizes)
         report.setdefault("seconds", {})[name] = time.perf_counter() - started
         print("\n".join(section_lines) + "\n", flush=True)
         json_path.write_text(json.dumps(report, indent=1) + "\n")  # after every section: a timeout keeps the rest
     print(f"wrote {json_path}")
     failed = [name for name, ok in verdicts.items() if not ok]
     print(f"SUMMARY: {len(verdicts) - len(failed)}/{len(verdicts)} sections agree"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+          + (f"; FAILED: {', '.join(failed)}" if failed else "") + "".join(
+              f"; {name} {'ok' if verdicts[name] else 'FAILED'}: {figure}" for name, figure in figures.items()))
     return 1 if failed else 0
 
 

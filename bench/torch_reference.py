@@ -6,7 +6,8 @@ The same function as gpt/model.py, written the way nanoGPT's model.py writes it:
 Attention is torch.nn.functional.scaled_dot_product_attention(is_causal=True); the MLP is 4x wide with the exact
 (erf) GELU. Parameter names are nanoGPT's, which are also ours, so our state_dict loads one to one.
 
-PyTorch is only a benchmark reference: nothing in the package or its tests imports this file.
+PyTorch is only a reference: nothing in the package imports this file. tests/test_convert.py, where torch is
+installed, loads the weights that gpt/exchange.py exports into it and compares its logits with ours.
 Legend: B = batch size, T = time, C = channels (n_embd), H = heads, V = vocabulary size.
 """
 import math

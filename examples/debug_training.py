@@ -6,7 +6,9 @@
   4. backward: every parameter's gradient mean / std / max(abs), under nanoGPT's parameter names
   5. the global gradient norm, the number clipping looks at (步骤4) and health monitoring watches (监控训练健康度)
 
-Run:  python examples/debug_training.py [--seed N]
+Run:  python examples/debug_training.py [--seed N] [--graph PATH]
+      --graph PATH also draws the autograd graph of the loss, one node per transformer block (.dot text, or .svg/.png
+      with Graphviz's dot): each block's output, its value and its gradient ∂loss/∂output
 """
 import argparse
 import math
@@ -20,12 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from gpt import GPT, GPTConfig  # noqa: E402
 from optim import global_grad_norm  # noqa: E402
 from tinygrad_ed import Tensor  # noqa: E402
+from tinygrad_ed.graph import output_format, record_modules, render, trace  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="print the loss and every parameter's gradient statistics")
     parser.add_argument("--seed", type=int, default=1337, help="seed of the weights and of the random X, Y")
+    parser.add_argument("--graph", metavar="PATH",
+                        help="draw the autograd graph to PATH, one node per block: .dot writes the DOT text, .svg or "
+                             ".png run Graphviz's dot (apt install graphviz)")
     args = parser.parse_args(argv)
+    if args.graph is not None:
+        try:
+            output_format(args.graph)
+        except (ValueError, RuntimeError) as error:
+            parser.error(f"--graph: {error}")
 
     # 1. a tiny model, as the chapter's GPTConfig(vocab_size=65, n_layer=2, n_head=2, n_embd=64, block_size=16)
     config = GPTConfig(vocab_size=65, n_layer=2, n_head=2, n_embd=64, block_size=16)
@@ -37,8 +48,10 @@ def main(argv=None):
     X = Tensor(generator.integers(0, config.vocab_size, size=(4, 16)))   # (B, T) = (4, 16) int64 token ids
     Y = Tensor(generator.integers(0, config.vocab_size, size=(4, 16)))   # (B, T) targets
 
-    # 3. forward
-    logits, loss = model(X, Y)                                           # logits (4, 16, 65)
+    # 3. forward (recording which module makes which node, for --graph's one node per block)
+    with record_modules(model) as calls:
+        logits, loss = model(X, Y)                                       # logits (4, 16, 65)
+    graph = trace(loss, model, modules=calls) if args.graph else None    # before backward(), which frees the graph
     print(f"Loss: {loss.item():.4f}   (ln {config.vocab_size} = {math.log(config.vocab_size):.4f}: a model that "
           f"spreads its probability evenly over {config.vocab_size} characters)")
 
@@ -58,6 +71,11 @@ def main(argv=None):
     # 5. the global gradient norm: sqrt of the sum of every gradient entry squared
     total_norm = global_grad_norm(model.parameters()).item()
     print(f"\nGradient norm: {total_norm:.4f}   (healthy training keeps it roughly in 0.1-10, FAQ Q4)")
+
+    if graph is not None:   # depth 2: GPT → transformer → its wte, wpe, blocks h.N and ln_f, one node each
+        render(graph.to_dot(depth=2, title=f"the tiny GPT's autograd graph, one node per block (seed {args.seed}); "
+                                           f"grad = ∂loss/∂node"), args.graph)
+        print(f"autograd graph drawn to {args.graph}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ so each step multiplies the error (w − 2) by (1 − lr·2x²). The error shrin
 
 Run:  python examples/linear_w.py                      the chapter's numbers, then a run that reaches w = 2.00
       python examples/linear_w.py --show-divergence    the chapter's lr = 0.1 over all five samples, many passes
+      python examples/linear_w.py --graph w.svg        also draw iteration 1's autograd graph (.dot, or .svg/.png
+                                                       with Graphviz), with its numbers: y_pred 0.5, loss 2.25,
+                                                       ∂loss/∂w = −3.0
+      python examples/linear_w.py --plot w.png         also save the converging run's w against iteration as a PNG
+                                                       (needs matplotlib: pip install -e '.[plot]')
 """
 import argparse
+import importlib.util
 import itertools
 import sys
 from pathlib import Path
@@ -27,8 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
 
-from gpt.plot import text_plot  # noqa: E402
+from gpt.plot import save_png, text_plot  # noqa: E402
 from tinygrad_ed import Tensor  # noqa: E402
+from tinygrad_ed.graph import output_format, render, trace  # noqa: E402
 
 X_TRAIN = [1.0, 2.0, 3.0, 4.0, 5.0]
 Y_TRAIN = [2.0, 4.0, 6.0, 8.0, 10.0]  # the true rule y = 2x, which the model does not know
@@ -44,6 +51,18 @@ def error_factor(lr, x):
     return 1.0 - lr * 2.0 * x * x
 
 
+def new_w(w0=INITIAL_W):
+    """The one parameter, float64 for the chapter's exact decimals."""
+    return Tensor(np.array(w0, dtype=np.float64), requires_grad=True)
+
+
+def forward_and_loss(w, x, y_true):
+    """Steps 1 and 2 of an iteration: the prediction and its squared error (x and y_true numbers or tensors)."""
+    y_pred = w * x                      # 1. forward: the prediction
+    loss = (y_pred - y_true) ** 2       # 2. loss: squared error
+    return y_pred, loss
+
+
 def run_sgd(lr, samples, w0=INITIAL_W, tolerance=None):
     """Per-sample SGD on loss = (w·x − y)², one row per iteration.
 
@@ -51,11 +70,10 @@ def run_sgd(lr, samples, w0=INITIAL_W, tolerance=None):
     tolerance  stop after the first iteration that leaves |w − 2| < tolerance
     Each row is a dict: iteration, x, y_true, y_pred, loss, gradient, w (the new w after the update).
     """
-    w = Tensor(np.array(w0, dtype=np.float64), requires_grad=True)  # float64: the chapter's exact decimals
+    w = new_w(w0)
     rows = []
     for iteration, (x, y_true) in enumerate(samples, start=1):
-        y_pred = w * x                      # 1. forward: the prediction
-        loss = (y_pred - y_true) ** 2       # 2. loss: squared error
+        y_pred, loss = forward_and_loss(w, x, y_true)   # 1. forward, 2. loss
         loss.backward()                     # 3. gradient: the chain rule fills w.grad = ∂loss/∂w
         gradient = w.grad.item()
         w.data -= lr * w.grad               # 4. update: w ← w − lr × gradient
@@ -97,13 +115,30 @@ def print_table(rows):
               f"{row['loss']:>10.4f} | {row['gradient']:>+10.4f} | {row['w']:>9.4f}")
 
 
-def plot_w(rows, width=60, height=12):
-    """w against iteration (the starting guess is iteration 0), with the target w = 2 as a dotted line."""
+def w_series(rows):
+    """w against iteration (the starting guess is iteration 0), and the target w = 2, as plot series."""
     iterations = [0] + [row["iteration"] for row in rows]
     ws = [INITIAL_W] + [row["w"] for row in rows]
-    print(text_plot({"target w = 2 (目标)": (iterations, [TARGET_W] * len(ws)), "w": (iterations, ws)},
-                    width=min(width, 2 * len(ws)), height=height,
+    return {"target w = 2": (iterations, [TARGET_W] * len(ws)), "w": (iterations, ws)}
+
+
+def plot_w(rows, width=60, height=12):
+    """The chapter's plot "w的变化过程" in characters, the target w = 2 as a dotted line."""
+    print(text_plot(w_series(rows), width=min(width, 2 * len(rows) + 2), height=height,
                     title="w的变化过程: w against iteration"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pictures: iteration 1's autograd graph (tinygrad_ed/graph.py), and w against iteration as a PNG (gpt/plot.py)
+
+def iteration_1_graph():
+    """Iteration 1 of the chapter's run as the graph backward() walks, as DOT text with its real numbers:
+    x = 1, y_true = 2, w = 0.5 → y_pred 0.5 → loss 2.25, and after backward ∂loss/∂w = −3.0."""
+    w, x, y_true = new_w(), Tensor(np.float64(X_TRAIN[0])), Tensor(np.float64(Y_TRAIN[0]))
+    y_pred, loss = forward_and_loss(w, x, y_true)
+    graph = trace(loss, names=dict(w=w, x=x, y_true=y_true, y_pred=y_pred, loss=loss))  # before backward frees it
+    loss.backward()
+    return graph.to_dot(title="iteration 1 of the chapter's run: loss = (w·x − y_true)²; grad = ∂loss/∂node")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -115,7 +150,22 @@ def main(argv=None):
     parser.add_argument("--show-divergence", action="store_true",
                         help="also run the chapter's lr = 0.1 over all five samples, many passes")
     parser.add_argument("--passes", type=int, default=20, help="passes over the data for --show-divergence")
+    parser.add_argument("--graph", metavar="PATH",
+                        help="draw iteration 1's autograd graph to PATH: .dot writes the DOT text, .svg or .png "
+                             "run Graphviz's dot (apt install graphviz)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="save the converging run's w against iteration as a PNG at PATH (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.graph is not None:
+        try:
+            output_format(args.graph)
+        except (ValueError, RuntimeError) as error:
+            parser.error(f"--graph: {error}")
+    if args.plot is not None:
+        if not args.plot.lower().endswith(".png"):
+            parser.error(f"--plot {args.plot}: the picture is a PNG, give a path ending in .png")
+        if importlib.util.find_spec("matplotlib") is None:
+            parser.error("--plot needs matplotlib, which is not installed: pip install -e '.[plot]'")
 
     print("第二部分：数学原理 — model y_pred = w·x, data x = 1..5, y = 2x, target w = 2")
     print(f"\nRun 1: the chapter's setting: w = {INITIAL_W}, lr = {CHAPTER_LR}, one sample per iteration")
@@ -146,6 +196,12 @@ lr = {CHAPTER_LR} is too large for this data: a step shrinks the error only when
     else:
         print(f"w = {rows[-1]['w']:.4f} after {len(rows)} iterations: converging, but too slowly to reach 2.00.\n")
     plot_w(rows)
+    if args.plot is not None:
+        save_png(w_series(rows), args.plot, title="w")
+        print(f"w against iteration saved to {args.plot}")
+    if args.graph is not None:
+        render(iteration_1_graph(), args.graph)
+        print(f"iteration 1's autograd graph drawn to {args.graph}")
 
     if args.show_divergence:
         passes = args.passes

@@ -21,6 +21,7 @@ from gpt.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, re
 from gpt.config import TrainConfig  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 from tinygrad_ed import Tensor, cuda_available  # noqa: E402
+from tinygrad_ed.device import require_cuda  # noqa: E402
 from tinygrad_ed.device import DEVICES  # noqa: E402
 
 DEFAULT_CHECKPOINT = os.path.join(TrainConfig.out_dir, CHECKPOINT_NAME)  # where train_char_gpt.py saves by default
@@ -59,8 +60,11 @@ def main(argv=None):
     if args.checkpoint and args.out_dir:
         parser.error("give --checkpoint or --out-dir, not both")
     args.checkpoint = args.checkpoint or os.path.join(args.out_dir or TrainConfig.out_dir, CHECKPOINT_NAME)
-    if args.device == "cuda" and not cuda_available():
-        parser.error("--device cuda: cupy is not installed or sees no NVIDIA GPU; use --device cpu")
+    if args.device == "cuda":
+        try:
+            require_cuda()
+        except RuntimeError as error:  # why: no cupy, no GPU, no NVRTC or no cuBLAS, with the fix
+            parser.error(str(error))
     if not os.path.isfile(args.checkpoint):
         sys.exit(f"error: no checkpoint file at {args.checkpoint}: train one first with "
                  f"python examples/train_char_gpt.py (or point --checkpoint / --out-dir at one)")

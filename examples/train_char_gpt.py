@@ -30,7 +30,8 @@ from gpt.data import CharDataset  # noqa: E402
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration  # noqa: E402
 from gpt.plot import save_png, text_plot  # noqa: E402
 from gpt.training import NothingToTrain, TrainingDiverged, TrainingInterrupted, train  # noqa: E402
-from tinygrad_ed import Tensor, cuda_available  # noqa: E402
+from tinygrad_ed import Tensor  # noqa: E402
+from tinygrad_ed.device import require_cuda  # noqa: E402
 from tinygrad_ed.distributed import RankFailed, launch_rank  # noqa: E402
 
 
@@ -77,9 +78,11 @@ def main(argv=None):
         parser.error(str(error))
     except CheckpointError as error:
         sys.exit(f"error: {error}")
-    if config.device == "cuda" and not cuda_available():
-        parser.error("--device cuda: cupy is not installed or sees no NVIDIA GPU (pip install -e '.[cuda]' on a "
-                     "machine with one), or use --device cpu")
+    if config.device == "cuda":
+        try:
+            require_cuda()
+        except RuntimeError as error:  # why: no cupy, no GPU, no NVRTC or no cuBLAS, with the fix
+            parser.error(str(error))
 
     dataset = CharDataset()
     try:  # the model's own checks (n_embd divisible by n_head, ...) and memory, before any time is spent

@@ -65,10 +65,20 @@ class Checkpoint:
 def save_checkpoint(path, model, optimizer, scaler, iter_num, best_val_loss, train_config, model_config, tokenizer,
                     generators):
     """Write a checkpoint to `path` atomically (see the module docstring); returns `path`."""
-    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
-    optimizer_state = optimizer.state_dict()
+    write_checkpoint(path, Checkpoint(
+        path=path, iter_num=iter_num, best_val_loss=best_val_loss, model_state=model.state_dict(),
+        optimizer_state=optimizer.state_dict(), scaler_state=scaler.state_dict(),
+        train_config=asdict(train_config) if is_dataclass(train_config) else dict(train_config),
+        model_config=model_config, tokenizer=tokenizer, generators=generators))
+    return path
+
+
+def write_checkpoint(path, checkpoint):
+    """Write a Checkpoint (what load_checkpoint returns, or what gpt/exchange.py builds from another format) to
+    `path` atomically, in the layout of the module docstring."""
+    arrays = {f"model/{name}": value for name, value in checkpoint.model_state.items()}
     step_counts = {}  # the per-parameter numbers ("step") go to the metadata, the arrays to their own entries
-    for index, entries in optimizer_state["state"].items():
+    for index, entries in checkpoint.optimizer_state["state"].items():
         step_counts[str(index)] = {}
         for name, value in entries.items():
             if isinstance(value, np.ndarray):
@@ -78,18 +88,17 @@ def save_checkpoint(path, model, optimizer, scaler, iter_num, best_val_loss, tra
     metadata = {
         "format": FORMAT,
         "version": VERSION,
-        "iter_num": int(iter_num),
-        "best_val_loss": float(best_val_loss),
-        "train_config": asdict(train_config) if is_dataclass(train_config) else dict(train_config),
-        "model_config": asdict(model_config),
-        "tokenizer": tokenizer.to_dict(),
-        "generators": generators,
-        "optimizer": {"param_groups": optimizer_state["param_groups"], "state": step_counts},
-        "scaler": scaler.state_dict(),
+        "iter_num": int(checkpoint.iter_num),
+        "best_val_loss": float(checkpoint.best_val_loss),
+        "train_config": checkpoint.train_config,
+        "model_config": asdict(checkpoint.model_config),
+        "tokenizer": checkpoint.tokenizer.to_dict(),
+        "generators": checkpoint.generators,
+        "optimizer": {"param_groups": checkpoint.optimizer_state["param_groups"], "state": step_counts},
+        "scaler": checkpoint.scaler_state,
     }
     arrays["metadata"] = np.array(json.dumps(metadata))  # a 0-d string array: no pickle needed
     _write_atomically(path, arrays)
-    return path
 
 
 class CheckpointSaveError(CheckpointError):
@@ -239,12 +248,20 @@ def _interrupts_deferred():
             signal.raise_signal(signum)
 
 
-def _write_atomically(path, arrays):
+def write_atomically(path, write):
+    """Make the file at `path` by calling write(file) on a binary file object, atomically: the bytes go to a
+    temporary file beside `path`, reach the disk, and only then take its name (os.replace). An error or an
+    interrupt part way leaves whatever was at `path` before, whole, and no temporary file. The other formats of
+    gpt/exchange.py (safetensors, nanoGPT's ckpt.pt and meta.pkl) are written through this too."""
     with _interrupts_deferred():
-        _write(path, arrays)
+        _write(path, write)
 
 
-def _write(path, arrays):
+def _write_atomically(path, arrays):
+    write_atomically(path, lambda file: np.savez(file, **arrays))
+
+
+def _write(path, write):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     # the temporary file lives next to the target: os.replace is only atomic within one file system
@@ -252,7 +269,7 @@ def _write(path, arrays):
     try:
         with os.fdopen(handle, "wb") as file:
             os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private (0600): give it open()'s usual mode
-            np.savez(file, **arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())  # the bytes are on disk before the new name points at them
         os.replace(temporary, path)

@@ -800,6 +800,11 @@ for _name, _value in {"ndarray": ndarray, "asarray": asarray, "array": array, "a
 # the numpy references of the project's kernels (tinygrad_ed/fast/cuda_kernels.py: the math above each kernel)
 
 
+@reference("tinygrad_ed_device_check")  # tinygrad_ed/device.py's check that kernels compile and run
+def _device_check(x, y):
+    return {"y": x + 1}
+
+
 # The references compute in float32, as the kernels do (erff is good to 2 ulp, erf_fast to ~7e-7 absolute): float64
 # would be no truer to the GPU, and ~80 times slower for erf, which the end-to-end runs at the GPU preset's batch feel
 _SQRT_HALF, _INV_SQRT_2PI = np.float32(math.sqrt(0.5)), np.float32(1 / math.sqrt(2 * math.pi))
@@ -904,13 +909,16 @@ def _attention_softmax_backward(grid, block, grad, probs, T, scale):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# installing it in a process of its own
+# the counts of a whole program (tests/standin_run.py runs one on the stand-in)
 
 
-def install():
-    """Make `import cupy` give the stand-in in this process (tests/conftest.py does it per test with monkeypatch;
-    tests/run_on_standin.py does it for a whole program)."""
-    sys.modules["cupy"] = module
-    from tinygrad_ed import device
-    device._cupy = module
-    return module
+def write_counts(path):
+    """Write the reads, copies (each with its call site) and launches (by name) so far to `path`, as JSON."""
+    import json
+    with open(path, "w") as file:
+        json.dump({"reads": TRANSFERS.reads, "copies": TRANSFERS.copies, "launches": dict(LAUNCHES.names)}, file)
+
+
+if os.environ.get("TINYGRAD_ED_STANDIN_COUNTS"):  # a program run on the stand-in writes its counts as it exits
+    import atexit
+    atexit.register(write_counts, os.environ["TINYGRAD_ED_STANDIN_COUNTS"])

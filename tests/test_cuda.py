@@ -15,18 +15,23 @@ TABLE = RNG.standard_normal((5, 8))  # (V, C) token embeddings
 IDX = np.array([[1, 4, 4], [0, 2, 1]])  # (B, T) token ids, one repeated
 
 
-def test_small_model_step_agrees(cuda):
-    """Embedding -> layer norm -> projection -> cross-entropy: a GPT in miniature, gradients on both devices."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_small_model_step_agrees(cuda, dtype):
+    """Embedding -> layer norm -> projection -> cross-entropy: a GPT in miniature, gradients on both devices, in the
+    dtype of its weights (every weight cast to it: a float64 W would promote the float32 case's products)."""
     grads = {}
     for device in ("cpu", "cuda"):
-        table = Tensor(TABLE, device=device, requires_grad=True)
-        weight = Tensor(W, device=device, requires_grad=True)
+        table = Tensor(TABLE.astype(dtype), device=device, requires_grad=True)
+        weight = Tensor(W.astype(dtype), device=device, requires_grad=True)
         x = layer_norm(embedding(table, Tensor(IDX, device=device)))   # (B, T, C)
-        loss = cross_entropy(x @ weight, Tensor(IDX, device=device))    # logits (B, T, V)
+        logits = x @ weight                                              # (B, T, V)
+        loss = cross_entropy(logits, Tensor(IDX, device=device))
         loss.backward()
+        assert logits.dtype == loss.dtype == table.grad.dtype == weight.grad.dtype == dtype
         grads[device] = loss.item(), Tensor(table.grad).numpy(), Tensor(weight.grad).numpy()
+    tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
     for cpu, gpu in zip(grads["cpu"], grads["cuda"]):
-        np.testing.assert_allclose(gpu, cpu, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(gpu, cpu, **tolerance)
 
 
 def test_to_moves_data_and_gradient_back(cuda):

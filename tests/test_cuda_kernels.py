@@ -8,9 +8,9 @@ three ways.
    (a block's threads are std::threads, __syncthreads a barrier) and stands in for cupy: a module named "cupy" that is
    numpy plus an ElementwiseKernel and a RawModule which run the emulated kernels, after checking every argument
    against the kernel's parameter types as a GPU launch needs them. With it as their `xp`, the ops take their fused
-   path, and must agree with their plain numpy code. Where nvcc is, the sources must also compile for the GPU.
-   What this cannot show: that cupy's API behaves as the stand-in assumes, NVRTC (rather than nvcc) accepting the
-   source, anything about speed. The cuda tests below, and bench/gpu_equivalence.py, cover those on a GPU.
+   path, and must agree with their plain numpy code. (tests/test_kernel_compile.py compiles the sources for the GPU
+   with NVRTC.) What this cannot show: that cupy's API behaves as the stand-in assumes, anything about speed. The
+   cuda tests below, and bench/gpu_equivalence.py, cover those on a GPU.
 3. With cupy and a GPU (`cuda` marker, skipped cleanly elsewhere): each op's fused path against its plain cupy path
    and the CPU, AdamW's kernel against the plain update, and a GPT's loss and gradients.
 """
@@ -440,31 +440,6 @@ def test_emulated_float16_gelu_matches_the_plain_code(emulator, monkeypatch):
     monkeypatch.setattr(tensor_module, "array_module", lambda device: cupy)
     assert_close(_float16_gelu("cpu"), plain, 2e-3, "float16 gelu")
     assert set(cupy.launched) == {"tinygrad_ed_gelu_forward_half", "tinygrad_ed_gelu_backward_half"}
-
-
-def test_kernel_sources_compile_with_nvcc(tmp_path):
-    """The row kernels as they are, and each elementwise operation inside a loop like cupy's, compile for a GPU."""
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("no nvcc")
-    wrappers = ["#include <cuda_fp16.h>", ROW_KERNELS]  # __half: what cupy's float16 type stores, with its conversions
-    for spec in ELEMENTWISE_KERNELS:
-        arguments, references = [], []
-        for is_output, is_raw, dtype, name in _elementwise_parameters(spec):
-            c_type, const = {**_C_TYPES, "float16": "__half"}[dtype], "" if is_output else "const "
-            arguments.append(f"{const}{c_type}* {name if is_raw else '_raw_' + name}")
-            if not is_raw:
-                references.append(f"{const}{c_type} &{name} = _raw_{name}[i];")
-        wrappers.append(f'extern "C" __global__ void {spec.name}(long long _size, {", ".join(arguments)}) {{\n'
-                        f"  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n"
-                        f"  if (i >= _size) return;\n  {' '.join(references)}\n{spec.operation}\n}}")
-    (tmp_path / "kernels.cu").write_text("\n".join(wrappers))
-    result = subprocess.run([nvcc, "-ptx", "kernels.cu", "-o", "kernels.ptx"], cwd=tmp_path, capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stderr
-    ptx = (tmp_path / "kernels.ptx").read_text()
-    for name in list(ROW_KERNEL_NAMES) + [spec.name for spec in ELEMENTWISE_KERNELS]:
-        assert f".entry {name}(" in ptx
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 preset's batch and context, and a whole train() run that reads nothing back from the device between log lines.
 
 Where there is no GPU, cuda is the cupy stand-in (tests/cupy_standin.py): in its own process through
-tests/run_on_standin.py, in this one through the `standin` fixture (tests/conftest.py). Issue 14."""
+tests/standin_run.py, in this one through the `standin` fixture (tests/conftest.py). Issue 14."""
 import json
 import math
 import os
@@ -31,7 +31,7 @@ def test_train_char_gpt_runs_on_cuda_at_the_gpu_presets_batch(tmp_path, dtype):
     if not real_gpu() and os.environ.get("TINYGRAD_ED_STANDIN") == "0":
         pytest.skip("cuda: no usable GPU, and TINYGRAD_ED_STANDIN=0 turns the cupy stand-in off")
     counts = tmp_path / "counts.json"
-    runner = [] if real_gpu() else [str(ROOT / "tests" / "run_on_standin.py")]
+    runner = [] if real_gpu() else [str(ROOT / "tests" / "standin_run.py")]
     command = [sys.executable, *runner, str(ROOT / "examples" / "train_char_gpt.py"), "--device", "cuda",
                "--dtype", dtype, "--batch-size", str(GPU_BATCH), "--block-size", str(GPU_CONTEXT), "--n-layer", "1",
                "--n-head", "2", "--n-embd", "32", "--max-iters", "2", "--log-interval", "1", "--eval-iters", "1",

@@ -90,6 +90,29 @@ def test_every_rank_ends_with_the_same_weights():
         np.testing.assert_array_equal(gathered[0], gathered[1])   # bit for bit: the same sum, the same update
 
 
+def test_a_rank_that_leaves_a_collective_late_still_reads_its_sum():
+    """A fast rank that goes on to a larger collective must not write over the sum a slow rank is still copying
+    out (the loss's one float, then the gradients' bucket, is train_step's order). Rank 1 is made slow between the
+    collective's last meeting and its copy; the race once gave 0.0137 differences between the ranks' weights."""
+    with init_process_group("local", 2) as group:
+        barrier, meetings = group.barrier, [0]
+
+        def slow_barrier():
+            barrier()
+            meetings[0] += 1
+            if group.rank == 1 and meetings[0] == 2:   # the size-1 all_reduce's second meeting
+                time.sleep(0.2)
+        group.barrier = slow_barrier
+        loss = np.array([1.0 + group.rank])
+        group.all_reduce(loss)                        # 1 + 2 on both ranks
+        group.all_reduce(np.full(4096, 7.0))          # rank 0 writes its slot while rank 1 sleeps
+        group.barrier = barrier
+        seen = np.zeros(2)
+        seen[group.rank] = loss[0]
+        group.all_reduce(seen)
+        np.testing.assert_array_equal(seen, [3.0, 3.0])
+
+
 def test_gradient_accumulation_sums_the_gradients_once_per_step():
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11), seed=3)
     with init_process_group("local", 2) as group:

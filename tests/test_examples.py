@@ -30,6 +30,28 @@ def test_debug_training_prints_every_parameter_and_the_norm():
     assert float(re.search(r"^Gradient norm: (\d+\.\d+)", out, re.MULTILINE).group(1)) > 0
 
 
+def test_debug_training_draws_the_graph_one_node_per_block(tmp_path):
+    out = run_example("examples/debug_training.py", "--seed", "3", "--graph", str(tmp_path / "gpt.dot"))
+    assert f"autograd graph drawn to {tmp_path / 'gpt.dot'}" in out and "Gradient norm:" in out
+    dot = (tmp_path / "gpt.dot").read_text(encoding="utf-8")
+    boxes = dict(re.findall(r"^  (\w+) \[tooltip=\"([^\"]*)\"", dot, re.MULTILINE))     # DOT id -> name or op
+    edges = re.findall(r"^  (\w+) -> (\w+);$", dot, re.MULTILINE)
+    by_name = {name: node_id for node_id, name in boxes.items()}
+    assert {"transformer.wte", "transformer.wpe", "transformer.h.0", "transformer.h.1", "transformer.ln_f",
+            "lm_head", "CrossEntropy"} <= set(by_name)
+    assert len(boxes) < 12                                   # hundreds of ops, drawn as a handful of boxes
+    chain = ["transformer.h.0", "transformer.h.1", "transformer.ln_f", "lm_head", "CrossEntropy"]
+    assert all((by_name[a], by_name[b]) in edges for a, b in zip(chain, chain[1:]))
+    # a block's 12 parameters: ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, each a weight and a bias
+    assert len(re.findall(r"Block: \d+ ops, 12 parameters", dot)) == 2
+
+
+def test_debug_training_refuses_a_graph_path_it_cannot_write():
+    result = subprocess.run([sys.executable, "examples/debug_training.py", "--graph", "gpt.pdf"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "extension must be one of" in result.stderr and result.stdout == ""
+
+
 def test_accumulation_agrees_with_one_big_batch():
     out = run_example("examples/experiments.py", "accum")
     match = re.search(r"max abs difference (\S+), relative error (\S+)", out)

@@ -1,5 +1,7 @@
 """examples/linear_w.py: the chapter's part 2 numbers, computed by the engine's autodiff."""
+import html
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +82,66 @@ def test_the_script_prints_the_table_the_note_and_the_plot():
     assert "w = 1.9956 ≈ 2.00 after 23 iterations" in out
     assert "w的变化过程" in out and "target w = 2" in out               # the text plot
     assert "|w| first exceeds 10 at iteration 75" in out
+
+
+def graph_labels(dot):
+    """{header: the label's other lines} of each node in to_dot's DOT text (the header is the name or the op)."""
+    labels = {}
+    for label in re.findall(r"label=<<table.*?</table>>", dot):
+        lines = [html.unescape(re.sub(r"</?b>", "", line)) for line in re.findall(r"<td>(.*?)</td>", label)]
+        labels[lines[0]] = lines[1:]
+    return labels
+
+
+def test_iteration_1_graph_shows_the_chapters_numbers():
+    labels = graph_labels(linear_w.iteration_1_graph())
+    assert labels["w"] == ["parameter, scalar float64", "value 0.5", "grad -3.0"]      # ∂loss/∂w = −3.0
+    assert labels["y_pred"] == ["Mul, scalar float64", "value 0.5", "grad -3.0"]       # y_pred = 0.5·1
+    assert labels["loss"] == ["Pow ** 2, scalar float64", "value 2.25", "grad 1.0"]   # (0.5 − 2)² = 2.25
+    assert labels["x"] == ["constant, scalar float64", "value 1.0"]
+    assert labels["y_true"] == ["constant, scalar float64", "value 2.0"]
+    assert labels["Sub"] == ["scalar float64", "value -1.5", "grad -3.0"]              # y_pred − y_true
+
+
+def run_script(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "linear_w.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, encoding="utf-8", timeout=60)
+
+
+def test_the_script_draws_the_graph_to_a_dot_file(tmp_path):
+    result = run_script("--graph", str(tmp_path / "w.dot"))
+    assert result.returncode == 0, result.stderr
+    dot = (tmp_path / "w.dot").read_text(encoding="utf-8")
+    assert dot.startswith("digraph") and graph_labels(dot)["w"][1:] == ["value 0.5", "grad -3.0"]
+    assert f"drawn to {tmp_path / 'w.dot'}" in result.stdout
+
+
+def test_the_script_refuses_a_graph_or_plot_path_it_cannot_write_before_it_runs(tmp_path):
+    for args, message in ((["--graph", "w.txt"], "extension must be one of"), (["--plot", "w.jpg"], "ending in .png")):
+        result = run_script(*args, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and result.stdout == ""
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
+    script = str(ROOT / "examples" / "linear_w.py")
+    code = ("import runpy, sys\nsys.modules['matplotlib'] = None\n"   # None in sys.modules: not importable
+            f"sys.argv = ['linear_w.py', '--plot', 'w.png']\nrunpy.run_path({script!r}, run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "pip install -e '.[plot]'" in result.stderr
+    assert not (tmp_path / "w.png").exists()
+
+
+def test_the_script_saves_w_against_iteration_as_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run_script("--plot", str(tmp_path / "w.png"))
+    assert result.returncode == 0, result.stderr
+    picture = (tmp_path / "w.png").read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 1000
+    assert f"w against iteration saved to {tmp_path / 'w.png'}" in result.stdout
+
+
+def test_the_plotted_series_climb_to_2():
+    series = linear_w.w_series(linear_w.converging_rows())
+    iterations, ws = series["w"]
+    assert iterations[0] == 0 and ws[0] == linear_w.INITIAL_W and abs(ws[-1] - 2) < 0.005
+    assert series["target w = 2"] == (iterations, [2.0] * len(ws))

@@ -5,6 +5,7 @@ Modules. The dotted path to each parameter is its name (`transformer.h.0.attn.c_
 `named_parameters()`, `state_dict()` and checkpoints use.
 """
 import copy
+import itertools
 
 import numpy as np
 
@@ -13,11 +14,32 @@ from tinygrad_ed.device import array_module, to_device
 from tinygrad_ed.tensor import Tensor
 
 
+_hook_keys = itertools.count()
+
+
 class Module:
     training = True
+    _forward_hooks = None  # {key: (hook, with_kwargs)} on a module that register_forward_hook was called on
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        if self._forward_hooks:  # only while something listens (graph.py's record_modules)
+            for hook, with_kwargs in list(self._forward_hooks.values()):
+                result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+                output = output if result is None else result
+        return output
+
+    def register_forward_hook(self, hook, with_kwargs=False):
+        """Call hook(module, args, output) after every forward (hook(module, args, kwargs, output) with_kwargs), as
+        torch's register_forward_hook: a result other than None replaces the output. Returns a handle whose remove()
+        takes the hook off again. How tinygrad_ed/graph.py learns which module made which part of the graph."""
+        if not callable(hook):
+            raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
+        if self._forward_hooks is None:
+            self._forward_hooks = {}
+        key = next(_hook_keys)  # unique for the process: a stale handle can never remove a later hook
+        self._forward_hooks[key] = (hook, with_kwargs)
+        return RemovableHandle(self, key)
 
     def _children(self):
         """(name, module) for direct sub-modules, including those in lists (numbered as in PyTorch)."""
@@ -52,6 +74,18 @@ class Module:
         for _, child in self._children():
             yield from child.modules()
 
+    def named_modules(self, prefix=""):
+        """(dotted name, module) for this module ("" unless `prefix` is given) and every sub-module, each once."""
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            stack.extend((f"{name}.{child_name}" if name else child_name, child)
+                         for child_name, child in reversed(list(module._children())))
+
     def train(self, mode=True):
         """Training mode switches dropout on; eval() switches it off."""
         for module in self.modules():
@@ -82,6 +116,20 @@ class Module:
                                  f"dict but {parameter.shape} in the model")
         for name, parameter in parameters.items():
             parameter.data[...] = to_device(state_dict[name], parameter.device).astype(parameter.dtype)
+
+
+class RemovableHandle:
+    """What register_forward_hook returns: remove() takes the hook off (again is harmless), as torch's handle."""
+
+    def __init__(self, module, key):
+        self.module, self.key = module, key
+
+    def remove(self):
+        hooks = self.module._forward_hooks
+        if hooks is not None:
+            hooks.pop(self.key, None)
+            if not hooks:  # the last one: the module is as it was before any hook
+                del self.module._forward_hooks
 
 
 class Wrapper(Module):

@@ -150,6 +150,7 @@ class Tensor:
     # parameters only: the view of one flat buffer of many parameters' gradients that backward() writes this one's
     # gradient into (tinygrad_ed/fast/gradients.py, on cuda), so that clipping and unscaling take one pass over all
     grad_home = None
+    _retains_grad = False  # set by retain_grad(): backward() also keeps this non-leaf tensor's gradient in .grad
 
     def __init__(self, data, device=None, dtype=None, requires_grad=False, _ctx=None):
         if isinstance(data, Tensor):
@@ -213,6 +214,14 @@ class Tensor:
         """This tensor on `device`; gradients flow back across the copy."""
         return self if device == self.device else ToDevice.apply(self, device=device)
 
+    def retain_grad(self):
+        """Keep this tensor's gradient in .grad after backward() although it is not a leaf, as torch's retain_grad
+        (a leaf keeps its gradient anyway): how a drawing of the graph shows ∂loss/∂node for every node
+        (tinygrad_ed/graph.py)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad: no gradient reaches it")
+        self._retains_grad = True
+
     def requires_grad_(self, requires_grad=True):
         if requires_grad:
             self._check_can_require_grad()
@@ -256,6 +265,8 @@ class Tensor:
             if node._ctx is None:  # a leaf: accumulate, as PyTorch does
                 node._accumulate_grad(grad, owned=not grad_shared)
                 continue
+            if node._retains_grad:  # complete here: every consumer of node came earlier in this reverse order
+                node.grad = grad.copy() if node.grad is None else node.grad + grad
             input_grads = node._ctx.backward(grad)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)

@@ -87,7 +87,7 @@ class LocalGroup(ProcessGroup):
         header = np.frombuffer(self._control, dtype=np.int64, count=1 + 2 * W)
         self._abort, self._message_lengths, self._arrived = header[:1], header[1:1 + W], header[1 + W:]
         self._epoch = 0                         # collectives this rank has arrived at
-        self._data_fd, self._data, self._data_bytes = _shared_file(), None, 0
+        self._data_fd, self._data, self._stride = _shared_file(), None, 0
         share_cores(world_size)   # BLAS threads per rank: its share of the cores (tinygrad_ed/fast/cpu_runtime.py)
         self._start_ranks()
 
@@ -219,15 +219,22 @@ class LocalGroup(ProcessGroup):
                 time.sleep(0.0001)   # the others are far behind: leave the core to them
 
     def _slots(self, array):
-        """world_size + 1 arrays shaped like `array`'s flat form in the shared file: one per rank, and the sum."""
+        """world_size + 1 arrays shaped like `array`'s flat form in the shared file: one per rank, and the sum.
+
+        Every collective uses the same layout, slot r at r × stride, the sum after the last, with one stride for
+        all sizes: a rank that leaves a collective early and writes its slot for the next one then never touches
+        the sum a slower rank is still copying out. When an array outgrows the stride, the layout changes: all
+        ranks first meet (every rank calls the same collectives with the same sizes, so all of them meet here)."""
         n, itemsize = array.size, array.dtype.itemsize
-        stride = -(-n * itemsize // 64) * 64
-        needed = stride * (self.world_size + 1)
-        if needed > self._data_bytes:   # every rank grows its view the same way: they sum the same shapes
-            if os.fstat(self._data_fd).st_size < needed:
-                os.ftruncate(self._data_fd, needed)
-            self._data, self._data_bytes = mmap.mmap(self._data_fd, needed), needed
-        return [np.frombuffer(self._data, dtype=array.dtype, count=n, offset=rank * stride)
+        needed = -(-n * itemsize // 64) * 64
+        if needed > self._stride:
+            self.barrier()   # every rank is done with the old layout before anyone writes in the new one
+            self._stride = max(needed, 2 * self._stride)
+            size = self._stride * (self.world_size + 1)
+            if os.fstat(self._data_fd).st_size < size:
+                os.ftruncate(self._data_fd, size)
+            self._data = mmap.mmap(self._data_fd, size)
+        return [np.frombuffer(self._data, dtype=array.dtype, count=n, offset=rank * self._stride)
                 for rank in range(self.world_size + 1)]
 
     def all_reduce(self, array):

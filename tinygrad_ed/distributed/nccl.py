@@ -4,10 +4,11 @@
     python examples/train_char_gpt.py --device cuda                 # one rank (world size 1)
 
 NCCL's ranks find each other through a unique id that rank 0 makes and the others receive: over MPI when mpiexec
-started the ranks, else there is one rank. Rank r uses GPU r modulo the GPUs this machine has. The collectives are
+started the ranks, else there is one rank. Rank r uses GPU r modulo the GPUs this machine has, so start at most as
+many ranks on a machine as it has GPUs: NCCL refuses two ranks on one GPU ("Duplicate GPU detected"). The collectives are
 queued on the current CUDA stream, after the kernels that computed their arrays, so nothing waits for the device.
 At world size 1, DistributedDataParallel has nothing to sum and calls no collective; tests/test_distributed.py's
-cuda tests call them on one GPU, and under mpiexec with two ranks on one GPU where NCCL allows it.
+cuda test calls them on one GPU; two ranks need two GPUs (scripts/gpu_check.sh's nccl-2-ranks part says SKIP on one).
 """
 from tinygrad_ed.distributed.group import ProcessGroup
 
