@@ -36,8 +36,11 @@ def test_train_char_gpt_runs_on_cuda_at_the_gpu_presets_batch(tmp_path, dtype):
                "--dtype", dtype, "--batch-size", str(GPU_BATCH), "--block-size", str(GPU_CONTEXT), "--n-layer", "1",
                "--n-head", "2", "--n-embd", "32", "--max-iters", "2", "--log-interval", "1", "--eval-iters", "1",
                "--warmup-iters", "1", "--out-dir", str(tmp_path / "out"), "--sample-tokens", "8"]
+    # one BLAS thread on the stand-in: its numpy work is small, and idle BLAS threads spinning on the CI's two shared
+    # cores made the run take 20 s of wall clock for under 3 s of CPU
+    threads = {} if real_gpu() else {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                            env={**os.environ, "TINYGRAD_ED_STANDIN_COUNTS": str(counts)})
+                            env={**os.environ, **threads, "TINYGRAD_ED_STANDIN_COUNTS": str(counts)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     losses = [float(loss) for loss in re.findall(r"^iter \d+: loss (\S+),", result.stdout, flags=re.M)]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses), result.stdout
