@@ -6,6 +6,7 @@ factor: the direction of the update is kept, only its size is limited.
 """
 import numpy as np
 
+from tinygrad_ed import fast
 from tinygrad_ed.device import array_module, device_of
 from tinygrad_ed.tensor import Tensor
 
@@ -16,6 +17,10 @@ def global_grad_norm(parameters):
     Parameters without a gradient are skipped. Summed in float32 at least (float16 gradients would overflow at
     g² > 65504), in float64 when a gradient is float64. An inf or NaN gradient gives an inf or NaN norm.
     """
+    parameters = list(parameters)
+    fused = fast.gradient_norm(parameters)  # cuda: one dot product over one flat buffer of every gradient
+    if fused is not None:
+        return Tensor(fused, device=parameters[0].device)
     grads = [param.grad for param in parameters if param.grad is not None]
     if not grads:
         return Tensor(np.zeros((), dtype=np.float32))
@@ -51,6 +56,9 @@ def clip_grad_norm_(parameters, max_norm):
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm} (nanoGPT skips clipping when grad_clip == 0.0)")
     parameters = list(parameters)
+    fused = fast.clip_gradients(parameters, max_norm)  # cuda: the same in one pass over one flat buffer
+    if fused is not None:
+        return Tensor(fused, device=parameters[0].device)
     norm = global_grad_norm(parameters)
     xp = norm.xp
     factor = clip_factor(xp, norm.data, max_norm)

@@ -12,6 +12,10 @@ What it keeps of cupy (and a GPU) that plain numpy would let slip:
   - ElementwiseKernel, ReductionKernel, RawKernel and RawModule check their arguments as a launch needs them (cupy
     arrays, exact dtypes, numpy scalars of the exact C type for a raw kernel, contiguous pointees, grid and block
     sizes) and compute with the numpy reference registered for the kernel's name in KERNEL_REFERENCES below
+  - every kernel launch is counted in `launches` (a ufunc, a reduction, a copy, a fill, a matrix product, a project
+    kernel: one each; views, reshapes and empty arrays none), so a test can show how many launches a step costs
+  - float16 matrix products are computed in float32 and rounded back, as cuBLAS accumulates a float16 GEMM in float32
+    (numpy's float16 matmul is also ~100x slower than its float32 one)
 What it cannot show: that the CUDA source compiles (tests/test_kernel_compile.py does, with NVRTC) or computes what
 its reference says (tests/test_cuda_kernels.py runs the source on the CPU), anything about speed or streams.
 
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygrad_ed.erf import erf_accurate
+from tinygrad_ed.erf import erf_fast
 
 NAMES_FILE = Path(__file__).with_name("cupy14_names.txt")
 VERSION = "14.2.0"
@@ -100,6 +104,31 @@ class Transfers:
 
 
 TRANSFERS = Transfers()
+
+
+class Launches:
+    """Kernel launches, counted by what launched them (a ufunc's or function's name, a kernel's): `count` in all,
+    `names` a Counter. One per call: cupy's own may take a few for some calls, never fewer than one."""
+
+    def __init__(self):
+        import collections
+        self.names = collections.Counter()
+
+    count = property(lambda self: sum(self.names.values()))
+
+    def clear(self):
+        self.names.clear()
+
+    def launch(self, name):
+        self.names[name] += 1
+
+
+LAUNCHES = Launches()
+# functions and methods that only make a new view of the same memory (or memory left uninitialised): no launch
+NO_LAUNCH = {"reshape", "ravel", "view", "squeeze", "expand_dims", "broadcast_to", "broadcast_arrays", "swapaxes",
+             "moveaxis", "transpose", "atleast_1d", "atleast_2d", "atleast_3d", "empty", "empty_like", "shape",
+             "ndim", "size", "result_type", "can_cast", "promote_types", "isscalar", "iscomplexobj", "isrealobj",
+             "may_share_memory", "shares_memory", "get_array_module", "diagonal", "split", "array_split"}
 IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy array "
             "explicitly.")
 
@@ -263,12 +292,15 @@ class ndarray:
         key = _device_index(key)
         if any(isinstance(k, np.ndarray) and k.dtype == np.bool_ for k in (key if isinstance(key, tuple) else (key,))):
             TRANSFERS.read("boolean mask (its count sizes the result)")
+        if any(isinstance(k, np.ndarray) for k in (key if isinstance(key, tuple) else (key,))):
+            LAUNCHES.launch("getitem (an array index gathers)")  # a basic index is a view: no launch
         return _wrap(self._array[key])
 
     def __setitem__(self, key, value):
         if isinstance(value, (np.ndarray, list)):
             TRANSFERS.copy("setitem value")
             value = np.asarray(value)
+        LAUNCHES.launch("setitem")
         self._array[_device_index(key)] = _to_numpy(value)
 
 
@@ -287,10 +319,19 @@ def _device_index(key):
 
 
 def _method(name):
+    launches = name not in NO_LAUNCH
+
     def method(self, *args, **kwargs):
+        if launches and not (name == "astype" and _same_dtype_no_copy(self, args, kwargs)):
+            LAUNCHES.launch(name)
         return _wrap(getattr(self._array, name)(*_to_numpy(args), **_to_numpy(kwargs)))
     method.__name__ = name
     return method
+
+
+def _same_dtype_no_copy(array, args, kwargs):
+    """astype(dtype, copy=False) to the array's own dtype returns it unchanged: no launch."""
+    return kwargs.get("copy", True) is False and np.dtype(args[0] if args else kwargs["dtype"]) == array.dtype
 
 
 for _name in _COMPUTING_METHODS:
@@ -333,7 +374,11 @@ ndarray.__invert__ = lambda self: module.invert(self)
 # functions: numpy's, behind the checks; host data enters only through asarray/array
 
 def _function(name, numpy_function):
+    launches = name not in NO_LAUNCH
+
     def function(*args, **kwargs):
+        if launches:
+            LAUNCHES.launch(name)
         return _wrap(numpy_function(*_to_numpy(args), **_to_numpy(kwargs)))
     function.__name__ = name
     return function
@@ -353,28 +398,49 @@ class _Ufunc:
 
     def __call__(self, *args, **kwargs):
         out = kwargs.get("out")
-        result = self._ufunc(*_to_numpy(args), **_to_numpy(kwargs))
+        LAUNCHES.launch(self.__name__)
+        args, kwargs = _to_numpy(args), _to_numpy(kwargs)
+        if self.__name__ == "matmul" and all(getattr(a, "dtype", None) == np.float16 for a in args[:2]):
+            result = _float16_matmul(*args, **kwargs)
+        else:
+            result = self._ufunc(*args, **kwargs)
         return out if isinstance(out, ndarray) else _wrap(result)
 
     def at(self, a, indices, b=None):
         if not isinstance(a, ndarray):
             raise _unsupported(a)
+        LAUNCHES.launch(f"{self.__name__}.at")
         self._ufunc.at(a._array, _device_index(indices), *(() if b is None else (_to_numpy(b),)))
 
     def reduce(self, *args, **kwargs):
+        LAUNCHES.launch(f"{self.__name__}.reduce")
         return _wrap(self._ufunc.reduce(*_to_numpy(args), **_to_numpy(kwargs)))
 
     def accumulate(self, *args, **kwargs):
+        LAUNCHES.launch(f"{self.__name__}.accumulate")
         return _wrap(self._ufunc.accumulate(*_to_numpy(args), **_to_numpy(kwargs)))
 
     def outer(self, *args, **kwargs):
+        LAUNCHES.launch(f"{self.__name__}.outer")
         return _wrap(self._ufunc.outer(*_to_numpy(args), **_to_numpy(kwargs)))
+
+
+def _float16_matmul(a, b, out=None, **kwargs):
+    """a @ b for float16 a and b as cuBLAS computes it: products summed in float32, the result rounded to float16."""
+    result = np.matmul(a.astype(np.float32), b.astype(np.float32), **kwargs).astype(np.float16)
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def asarray(a, dtype=None, order=None, *, blocking=False):
     """The one door from the host: a numpy array, list or scalar is copied to the device (and counted)."""
     if isinstance(a, ndarray):
-        return ndarray._of(np.asarray(a._array, dtype=dtype, order=order))
+        converted = np.asarray(a._array, dtype=dtype, order=order)
+        if converted is not a._array:
+            LAUNCHES.launch("asarray (a cast or copy)")
+        return ndarray._of(converted)
     if isinstance(a, (list, tuple)) and any(isinstance(item, ndarray) for item in a):
         return module.stack(a).astype(dtype, copy=False) if dtype is not None else module.stack(a)
     TRANSFERS.copy("asarray")
@@ -383,6 +449,8 @@ def asarray(a, dtype=None, order=None, *, blocking=False):
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     if isinstance(obj, ndarray):
+        if copy or (dtype is not None and np.dtype(dtype) != obj.dtype):
+            LAUNCHES.launch("array (a copy)")
         return ndarray._of(np.array(obj._array, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
     TRANSFERS.copy("array")
     return ndarray._of(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
@@ -397,7 +465,10 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
 def ascontiguousarray(a, dtype=None):
     if not isinstance(a, ndarray):
         raise _unsupported(a)
-    return ndarray._of(np.ascontiguousarray(a._array, dtype=dtype))
+    contiguous = np.ascontiguousarray(a._array, dtype=dtype)
+    if contiguous is not a._array:
+        LAUNCHES.launch("ascontiguousarray (a copy)")
+    return ndarray._of(contiguous)
 
 
 def get_array_module(*args):
@@ -434,6 +505,7 @@ class Generator:
         if name not in NAMES["cupy.random.Generator"] or not hasattr(self._generator, name):
             raise AttributeError(f"'cupy.random.Generator' object has no attribute {name!r}")
         method = getattr(self._generator, name)
+        LAUNCHES.launch(f"random.{name}")
         return lambda *args, **kwargs: _wrap(np.asarray(method(*_to_numpy(args), **_to_numpy(kwargs))))
 
 
@@ -586,6 +658,7 @@ class ElementwiseKernel(_ParameterKernel):
         named = {name: (value if is_raw else np.broadcast_to(value, shape))
                  for value, (is_raw, _, name) in zip(values[:self.nin], self.in_params)}
         named.update({name: out._array for out, (_, _, name) in zip(outputs, self.out_params)})
+        LAUNCHES.launch(self.name)
         results = _reference_for(self.name)(**named)
         for out, (_, _, name) in zip(outputs, self.out_params):
             if name in results:
@@ -605,6 +678,7 @@ class ReductionKernel(_ParameterKernel):
     def __call__(self, *args, out=None, axis=None, keepdims=False, stream=None):
         values, placeholders = self._check(args + ((out,) if out is not None else ()))
         named = {name: value for value, (_, _, name) in zip(values, self.in_params)}
+        LAUNCHES.launch(self.name)
         result = _reference_for(self.name)(axis=axis, keepdims=keepdims, **named)
         (_, type_name, _), = self.out_params
         result = np.asarray(result, dtype=placeholders.get(type_name) or np.dtype(type_name))
@@ -663,6 +737,7 @@ class RawKernel:
                     raise TypeError(f"{where}: {c_type} parameter needs a numpy.{expected.__name__}, got "
                                     f"{type(value).__name__} {value!r}")
                 converted.append(value)
+        LAUNCHES.launch(self.name)
         _reference_for(self.name)(grid, block, *converted)
 
 
@@ -712,6 +787,7 @@ module = _Cupy("cupy")
 module.__version__ = VERSION
 module.__file__ = __file__
 module.transfers = TRANSFERS  # not cupy's: the counts
+module.launches = LAUNCHES
 for _name, _value in {"ndarray": ndarray, "asarray": asarray, "array": array, "asnumpy": asnumpy,
                       "ascontiguousarray": ascontiguousarray, "get_array_module": get_array_module,
                       "get_default_memory_pool": lambda: _POOL, "get_default_pinned_memory_pool": lambda: _POOL,
@@ -729,19 +805,30 @@ def _device_check(x, y):
     return {"y": x + 1}
 
 
-def _erf(x):
-    return erf_accurate(np, x.astype(np.float64))
+# The references compute in float32, as the kernels do (erff is good to 2 ulp, erf_fast to ~7e-7 absolute): float64
+# would be no truer to the GPU, and ~80 times slower for erf, which the end-to-end runs at the GPU preset's batch feel
+_SQRT_HALF, _INV_SQRT_2PI = np.float32(math.sqrt(0.5)), np.float32(1 / math.sqrt(2 * math.pi))
 
 
 @reference("tinygrad_ed_gelu_forward")
 def _gelu_forward(x, y):
-    return {"y": 0.5 * x * (1 + _erf(x / math.sqrt(2)))}
+    return {"y": np.float32(0.5) * x * (1 + erf_fast(np, x * _SQRT_HALF))}
 
 
 @reference("tinygrad_ed_gelu_backward")
 def _gelu_backward(x, grad, grad_x):
-    x64 = x.astype(np.float64)
-    return {"grad_x": grad * (0.5 * (1 + _erf(x64 / math.sqrt(2))) + x64 * np.exp(-x64 * x64 / 2) / math.sqrt(2 * math.pi))}
+    cdf = np.float32(0.5) * (1 + erf_fast(np, x * _SQRT_HALF))
+    return {"grad_x": grad * (cdf + x * np.exp(np.float32(-0.5) * x * x) * _INV_SQRT_2PI)}
+
+
+@reference("tinygrad_ed_gelu_forward_half")
+def _gelu_forward_half(x, y):
+    return _gelu_forward(x.astype(np.float32), y)  # float in, rounded to float16 as it is stored
+
+
+@reference("tinygrad_ed_gelu_backward_half")
+def _gelu_backward_half(x, grad, grad_x):
+    return _gelu_backward(x.astype(np.float32), grad.astype(np.float32), grad_x)
 
 
 @reference("tinygrad_ed_adamw")
@@ -760,6 +847,18 @@ def _cross_entropy_backward(probs, scale, targets, vocab, ignore_index, grad_log
     ignored = (targets == int(ignore_index.flat[0]))[:, None]
     grad = np.where(ignored, 0.0, (rows - one_hot) * scale.reshape(-1)[0])
     return {"grad_logits": grad.reshape(probs.shape)}
+
+
+@reference("tinygrad_ed_unscale_gradients")
+def _unscale_gradients(inverse_scale, grad, all_finite):
+    grad = grad * inverse_scale
+    return {"grad": grad, "all_finite": np.where(np.isfinite(grad).all(), all_finite, 0)}
+
+
+@reference("tinygrad_ed_clip_gradients")
+def _clip_gradients(norm, max_norm, grad):
+    factor = max_norm / (norm[0] + np.float32(1e-6))
+    return {"grad": grad * np.where(factor > 1, np.float32(1), factor)}
 
 
 @reference("layer_norm_forward")
@@ -793,14 +892,33 @@ def _cross_entropy_forward(grid, block, logits, targets, probs, losses, V, ignor
 
 @reference("attention_softmax_forward")
 def _attention_softmax_forward(grid, block, scores, T, scale, causal):
-    rows = scores.reshape(-1, T).astype(np.float64) * scale
-    if causal:
-        rows = np.where(np.arange(T)[None, :] <= (np.arange(len(rows)) % T)[:, None], rows, -np.inf)
-    exp = np.exp(rows - rows.max(axis=1, keepdims=True))
-    scores.reshape(-1, T)[...] = exp / exp.sum(axis=1, keepdims=True)
+    rows = scores.reshape(-1, T) * scale
+    if causal:  # (B·H·T, T) rows as (B·H, T, T): key j is visible to query t when j <= t
+        blocks = rows.reshape(-1, T, T)
+        blocks[:, ~np.tri(T, dtype=bool)] = -np.inf
+    rows -= rows.max(axis=1, keepdims=True)
+    np.exp(rows, out=rows)
+    rows /= rows.sum(axis=1, keepdims=True)
+    scores.reshape(-1, T)[...] = rows
 
 
 @reference("attention_softmax_backward")
 def _attention_softmax_backward(grid, block, grad, probs, T, scale):
-    g, p = grad.reshape(-1, T).astype(np.float64), probs.reshape(-1, T)
+    g, p = grad.reshape(-1, T), probs.reshape(-1, T)
     grad.reshape(-1, T)[...] = (g - (g * p).sum(axis=1, keepdims=True)) * p * scale
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the counts of a whole program (tests/standin_run.py runs one on the stand-in)
+
+
+def write_counts(path):
+    """Write the reads, copies (each with its call site) and launches (by name) so far to `path`, as JSON."""
+    import json
+    with open(path, "w") as file:
+        json.dump({"reads": TRANSFERS.reads, "copies": TRANSFERS.copies, "launches": dict(LAUNCHES.names)}, file)
+
+
+if os.environ.get("TINYGRAD_ED_STANDIN_COUNTS"):  # a program run on the stand-in writes its counts as it exits
+    import atexit
+    atexit.register(write_counts, os.environ["TINYGRAD_ED_STANDIN_COUNTS"])

@@ -27,7 +27,7 @@ import pytest
 import tinygrad_ed.tensor as tensor_module
 from gpt.model import GPT, GPTConfig
 from gpt.step import StepObserver, configure_optimizers, train_step
-from optim import AdamW
+from optim import AdamW, GradScaler
 from op_table import OPS_BY_NAME
 from tinygrad_ed import Tensor, layer_norm
 from tinygrad_ed.device import array_module, to_device
@@ -91,7 +91,8 @@ def test_cupy_gets_kernels_for_float32_only_built_once():
     for plain, kernel in KERNEL_FUNCTIONS.items():
         assert implementation(plain, cupy, [_float32(2, 4)], {}) is kernel
         assert implementation(plain, cupy, [_float32(2, 4).astype(np.float64)], {}) is plain  # gradient checks
-        assert implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {}) is plain  # float16 compute
+        float16 = implementation(plain, cupy, [_float32(2, 4).astype(np.float16)], {})  # float16 compute
+        assert float16 is (plain if plain is Attention else kernel)
     # every array must be float32: a float16 weight beside a float32 x takes the plain path
     assert implementation(LayerNormFunction, cupy, [_float32(2, 4), _float32(4).astype(np.float16)], {}) \
         is LayerNormFunction
@@ -130,7 +131,7 @@ def _row_kernel_signatures():
     return {name: [tuple(p.strip().rsplit(" ", 1)) for p in params.split(",")] for name, params in found}
 
 
-_C_TYPES = {"float32": "float", "int64": "long long"}
+_C_TYPES = {"float16": "_Float16", "float32": "float", "int32": "int", "int64": "long long"}
 
 
 def _elementwise_parameters(spec):
@@ -157,6 +158,7 @@ static std::barrier<>* block_barrier;
 #define __shared__ static   // one copy for all threads: blocks run one after another
 static inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 static inline float __int_as_float(int bits) { float f; std::memcpy(&f, &bits, sizeof f); return f; }
+static inline int __float_as_int(float f) { int bits; std::memcpy(&bits, &f, sizeof bits); return bits; }
 
 // run `kernel` for blocks 0..blocks-1 in turn, each with `threads` threads running at once
 template <class Kernel> static void launch(long long blocks, int threads, Kernel kernel) {
@@ -417,8 +419,10 @@ def _gpt_step():
 
     gradients = Gradients()
     optimizer = configure_optimizers(model, weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.999))
-    step = train_step(model, optimizer, batch, lambda: batch, lr=1e-3, observer=gradients)
-    return [step.loss.numpy()] + gradients.grads + [param.numpy() for _, param in named]
+    # clipped (to a norm the gradients exceed) and loss-scaled, so that the flat-buffer kernels run too
+    step = train_step(model, optimizer, batch, lambda: batch, lr=1e-3, grad_clip=0.5,
+                      scaler=GradScaler(init_scale=2.0 ** 10), observer=gradients)
+    return [step.loss.numpy(), step.grad_norm.numpy()] + gradients.grads + [param.numpy() for _, param in named]
 
 
 def test_emulated_gpt_step_matches_the_plain_code(emulator, monkeypatch):
@@ -426,7 +430,16 @@ def test_emulated_gpt_step_matches_the_plain_code(emulator, monkeypatch):
     cupy = EmulatedCupy(emulator)
     monkeypatch.setattr(tensor_module, "array_module", lambda device: cupy)
     assert_close(_gpt_step(), plain, 1e-5, "gpt")
-    assert set(cupy.launched) == {spec.name for spec in ELEMENTWISE_KERNELS} | set(ROW_KERNEL_NAMES)
+    float32_kernels = {spec.name for spec in ELEMENTWISE_KERNELS if not spec.name.endswith("_half")}
+    assert set(cupy.launched) == float32_kernels | set(ROW_KERNEL_NAMES)
+
+
+def test_emulated_float16_gelu_matches_the_plain_code(emulator, monkeypatch):
+    plain = _float16_gelu("cpu")
+    cupy = EmulatedCupy(emulator)
+    monkeypatch.setattr(tensor_module, "array_module", lambda device: cupy)
+    assert_close(_float16_gelu("cpu"), plain, 2e-3, "float16 gelu")
+    assert set(cupy.launched) == {"tinygrad_ed_gelu_forward_half", "tinygrad_ed_gelu_backward_half"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -437,7 +450,50 @@ def test_cupy_gets_kernels_for_float32(cuda):
     cupy = array_module(cuda)
     assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float32)], {}) is cuda_ops.GeluKernel
     assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float64)], {}) is Gelu
-    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16)], {}) is Gelu
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16)], {}) is cuda_ops.GeluKernel
+    assert implementation(Gelu, cupy, [cupy.zeros(3, dtype=cupy.float16), cupy.zeros(3, dtype=cupy.float32)],
+                          {}) is Gelu
+
+
+def _float16_gelu(device):
+    """GELU's output and input gradient for float16 x (float16 upstream gradient), as float32 numpy arrays."""
+    x = Tensor((np.linspace(-6, 6, 3 * 7 * 37) ** 3 / 30).reshape(3, 7, 37).astype(np.float16), device=device,
+               requires_grad=True)
+    out = x.gelu()
+    out.backward(Tensor(np.linspace(-1, 1, out.size).reshape(out.shape).astype(np.float16), device=device))
+    return [out.numpy().astype(np.float32), to_device(x.grad, "cpu").astype(np.float32)]
+
+
+def _float16_case(name, device):
+    """A float16 run of a CASES case: inputs rounded to float16, the outputs and gradients as float32."""
+    op_name, inputs, arguments, _ = CASES[name]
+    tensors = [Tensor(array.astype(np.float16), device=device, requires_grad=True) for array in inputs]
+    out = OPS_BY_NAME[op_name].function(*tensors, **arguments)
+    assert out.dtype == np.float16
+    weights = np.linspace(-1, 1, out.size).reshape(out.shape).astype(np.float16)
+    (out * Tensor(weights, device=device)).sum().backward()
+    return [out.numpy().astype(np.float32)] + [to_device(t.grad, "cpu").astype(np.float32) for t in tensors]
+
+
+@pytest.mark.cuda
+def test_fused_float16_gelu_matches_the_plain_path(cuda):
+    """The float16 GELU kernels (float16 stored, float computed, rounded once) agree with the plain float16 code to
+    float16's precision."""
+    fused = _float16_gelu(cuda)
+    with plain_path():
+        plain = _float16_gelu(cuda)
+    assert_close(fused, plain, 2e-3, "float16 gelu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["layer_norm", "layer_norm_no_bias_600", "cross_entropy", "cross_entropy_ignore_300"])
+def test_float16_layer_norm_and_cross_entropy_through_the_float32_kernels_match_the_plain_path(cuda, name):
+    """float16 LayerNorm and cross-entropy run the float32 kernels between casts, and agree with the plain float16
+    code (float32 statistics) to float16's precision."""
+    fused = _float16_case(name, cuda)
+    with plain_path():
+        plain = _float16_case(name, cuda)
+    assert_close(fused, plain, 4e-3, name)
 
 
 @pytest.mark.cuda

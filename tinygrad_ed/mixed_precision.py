@@ -39,7 +39,8 @@ class HalfPrecision(Wrapper):
 
 class HalfLoss(Function):
     """The float16 model's loss as a node whose inputs are the float32 weights. Forward: the loss in the weights'
-    dtype. Backward: the float16 backward, then each float16 gradient cast to its float32 weight's dtype."""
+    dtype. Backward: the float16 backward, whose float16 gradients the autograd engine casts to the float32 weights'
+    dtype (straight into a weight's place in the flat gradient buffer on cuda: one pass, tinygrad_ed/fast)."""
 
     def forward(self, *weights, half_loss, half_weights):
         self.half_loss, self.half_weights = half_loss, half_weights
@@ -48,8 +49,7 @@ class HalfLoss(Function):
     def backward(self, grad):
         try:
             self.half_loss.backward(grad.astype(self.half_loss.dtype))
-            return tuple(None if half.grad is None else half.grad.astype(weight.dtype)
-                         for half, weight in zip(self.half_weights, self.inputs))
+            return tuple(half.grad for half in self.half_weights)
         finally:
             for half in self.half_weights:
                 half.grad = None

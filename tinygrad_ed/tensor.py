@@ -100,6 +100,11 @@ class _FreedGraph:
 _FREED = _FreedGraph()
 
 
+def _owns_memory(array):
+    """Whether `array` is no view of another array's memory (a numpy scalar owns its value)."""
+    return getattr(array, "base", None) is None
+
+
 def unbroadcast(grad, shape):
     """The adjoint of broadcasting is summing: reduce `grad` back to an input's `shape`.
 
@@ -142,6 +147,9 @@ class Tensor:
     # copying them to the GPU (gpt/data.py's batches, generation, the positions), so that the embedding and the loss
     # need not read them back to check their range (functional._check_ids). No op sets it; it assumes .data unchanged
     id_range = None
+    # parameters only: the view of one flat buffer of many parameters' gradients that backward() writes this one's
+    # gradient into (tinygrad_ed/fast/gradients.py, on cuda), so that clipping and unscaling take one pass over all
+    grad_home = None
     _retains_grad = False  # set by retain_grad(): backward() also keeps this non-leaf tensor's gradient in .grad
 
     def __init__(self, data, device=None, dtype=None, requires_grad=False, _ctx=None):
@@ -233,26 +241,29 @@ class Tensor:
             if self.size != 1:
                 raise RuntimeError(f"backward() on a non-scalar tensor of shape {self.shape} needs an explicit "
                                    f"gradient of that shape (∂loss/∂this tensor)")
-            gradient = self.xp.ones_like(self.data)
+            gradient, seed_is_ours = self.xp.ones_like(self.data), True
         else:
+            seed_is_ours = False
             gradient = self.xp.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, self.dtype)
             if gradient.shape != self.shape:
                 raise ValueError(f"backward(): gradient shape {gradient.shape} differs from tensor shape {self.shape}")
 
         grads = {id(self): gradient}  # ∂loss/∂node for nodes whose gradient is complete or still being summed
+        # nodes whose gradient array may be held elsewhere too (a leaf then keeps a copy of its own): the caller's
+        # `gradient`, an array a backward returned for two inputs or passed on from a shared one, and any view
+        shared = set() if seed_is_ours else {id(self)}
         for node in reversed(self._topological_order()):
             grad = grads.pop(id(node), None)
             if grad is None:
                 continue
+            grad_shared = id(node) in shared
+            shared.discard(id(node))
             if node._ctx is _FREED:
                 raise RuntimeError("backward() through a graph that an earlier backward() already used and freed: "
                                    "run the forward pass again (each backward consumes its graph, as in PyTorch); "
                                    "gradients still accumulate across those backward calls")
             if node._ctx is None:  # a leaf: accumulate, as PyTorch does
-                if node.grad is None:
-                    node.grad = grad.copy()  # a copy: `grad` may be shared with another input's gradient
-                else:
-                    node.grad += grad
+                node._accumulate_grad(grad, owned=not grad_shared)
                 continue
             if node._retains_grad:  # complete here: every consumer of node came earlier in this reverse order
                 node.grad = grad.copy() if node.grad is None else node.grad + grad
@@ -262,12 +273,34 @@ class Tensor:
             for parent, parent_grad in zip(node._ctx.inputs, input_grads):
                 if parent_grad is None or not parent.requires_grad:
                     continue
-                if parent_grad.dtype != parent.dtype or parent_grad.shape != parent.shape:
-                    # whatever an op returned, a tensor's gradient has its shape and dtype (PyTorch's rule too)
-                    parent_grad = unbroadcast(parent_grad, parent.shape).astype(parent.dtype)
+                held_elsewhere = sum(other is parent_grad for other in input_grads) > 1 \
+                    or (parent_grad is grad and grad_shared)
                 key = id(parent)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+                # whatever an op returned, a tensor's gradient has its shape and dtype (PyTorch's rule too); a leaf
+                # with a place for its gradient (grad_home) takes the cast in the copy into that place
+                if parent_grad.shape != parent.shape:
+                    parent_grad = unbroadcast(parent_grad, parent.shape)
+                if parent_grad.dtype != parent.dtype and (key in grads or parent.grad_home is None):
+                    parent_grad, held_elsewhere = parent_grad.astype(parent.dtype), False
+                if key in grads:  # a sum is a new array
+                    grads[key] = grads[key].astype(parent.dtype, copy=False) + parent_grad
+                    shared.discard(key)
+                else:
+                    grads[key] = parent_grad
+                    if held_elsewhere or not _owns_memory(parent_grad):
+                        shared.add(key)
             node._ctx = _FREED  # release the arrays forward saved; this part of the graph is spent
+
+    def _accumulate_grad(self, grad, owned):
+        """Add ∂loss/∂self to a leaf's .grad: the first gradient becomes .grad, later ones add in (+=), which is what
+        makes gradient accumulation work. `owned`: no other node holds `grad`, so it needs no copy of its own."""
+        if self.grad is not None:
+            self.grad += grad
+        elif self.grad_home is not None:  # one flat buffer holds every parameter's gradient (tinygrad_ed/fast)
+            self.grad_home[...] = grad
+            self.grad = self.grad_home
+        else:
+            self.grad = grad if owned else grad.copy()
 
     def _topological_order(self):
         """Every node that leads to self, inputs before outputs. Iterative: deep graphs cannot overflow."""

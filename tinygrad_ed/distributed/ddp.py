@@ -17,6 +17,7 @@ last, and their gradients only add up locally; the last micro-step's backward su
 """
 import numpy as np
 
+from tinygrad_ed import fast
 from tinygrad_ed.device import array_module
 from tinygrad_ed.nn import Wrapper
 from tinygrad_ed.tensor import Function, Tensor
@@ -131,6 +132,10 @@ class DistributedDataParallel(Wrapper):
         """Sum every parameter's gradient across the ranks, in one all-reduce of one flat bucket."""
         self.gradient_syncs += 1
         if self.group.world_size == 1:
+            return
+        gradients = fast.gradient_buffer(self._parameters)  # cuda: the gradients already are one flat buffer
+        if gradients is not None:
+            self.group.all_reduce(gradients)
             return
         bucket = self._bucket()
         for parameter, view in self._views(bucket):

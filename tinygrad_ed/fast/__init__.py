@@ -8,14 +8,19 @@ once, written against `xp` (numpy or cupy); what is here computes the same numbe
                    elsewhere xp's own sum and max. The formula reads the same either way.
   cuda_kernels.py  fused CUDA kernels (GELU, LayerNorm, cross-entropy, the attention softmax, AdamW), and their
   cuda_ops.py      Functions: subclasses of the plain ops whose forward and backward launch one kernel each
+  gradients.py     every gradient in one flat buffer on the GPU: clipping and unscaling in one launch each
   cpu_runtime.py   the BLAS thread count and the C allocator, for data parallelism over CPU cores
 
 The one dispatch point is `implementation(function, xp, arrays, options)`, which `Function.apply` asks before every
 op: it returns the op itself, or the faster Function registered for it when that one accepts these arrays (cupy and
-float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, param)` the same way.
+float32 for the CUDA kernels). The optimizer asks `parameter_update(optimizer, param)` the same way, clipping
+`clip_gradients` and `gradient_norm`, the loss scaler `unscale_gradients`, data parallelism `gradient_buffer`: each
+returns None where the plain code runs.
 `with plain_path():` switches every alternative off, to compare the two paths on one GPU.
 """
 import contextlib
+
+from tinygrad_ed.fast import gradients  # imports numpy only: the kernels are built from the xp they are given
 
 _enabled = True
 # plain op class -> its faster Function, and the optimizers' faster update; filled from cuda_ops at the first call,
@@ -47,6 +52,30 @@ def parameter_update(optimizer, param):
     if _fused_update is None:
         _load()
     return _fused_update(optimizer, param) if _enabled else None
+
+
+def clip_gradients(parameters, max_norm):
+    """Clip the gradients of `parameters` to the global norm max_norm in one pass over one flat buffer (cuda); returns
+    the norm before clipping (a 0-d device array), or None where optim/clip.py's loop runs."""
+    return gradients.clip(parameters, max_norm) if _enabled else None
+
+
+def gradient_norm(parameters):
+    """The global norm of the gradients of `parameters` as one dot product (cuda), or None for the plain loop."""
+    return gradients.norm(parameters) if _enabled else None
+
+
+def gradient_buffer(parameters):
+    """The one flat array that holds every gradient of `parameters` (cuda), for a collective to sum in place; None
+    where they are separate arrays (DistributedDataParallel then copies them into its own bucket)."""
+    bucket = gradients.bucket_for(parameters) if _enabled else None
+    return None if bucket is None else bucket.flat
+
+
+def unscale_gradients(parameters, inverse_scale):
+    """Multiply the gradients of `parameters` by inverse_scale in one pass that also checks them for inf and NaN
+    (cuda); returns the device flag (nonzero: all finite), or None where optim/grad_scaler.py's loop runs."""
+    return gradients.unscale(parameters, inverse_scale) if _enabled else None
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ On the GPU every `xp.` call inside an op is one kernel launch and one pass over 
 about twenty passes, LayerNorm about ten, a softmax six. Each kernel here computes one op's whole formula in a single
 pass, with the same math as the op's plain code (written out in a comment above each kernel):
 
-  GELU forward, backward            ElementwiseKernel: one thread per element
+  GELU forward, backward            ElementwiseKernel: one thread per element (float32, and float16 too)
   AdamW update                      ElementwiseKernel over each parameter: w, m and v updated in place
+  unscale, clip                     ElementwiseKernel over one flat buffer of every gradient: one pass each
   cross-entropy backward            ElementwiseKernel over the logits: (softmax - one-hot) * grad / count
   LayerNorm forward, backward       one block per row of C channels
   cross-entropy forward             one block per row of V logits: softmax and -log p(target)
@@ -13,7 +14,9 @@ pass, with the same math as the op's plain code (written out in a comment above 
 
 The ops never call these directly: tinygrad_ed/fast/cuda_ops.py wraps them as Functions that stand in for the plain
 ops where the arrays are cupy and float32 (the training dtype), and tinygrad_ed/fast/__init__.py chooses between the
-two. float64 (gradient checks, where the plain code's accuracy is the point) and float16 take the plain xp code.
+two. float64 (gradient checks, where the plain code's accuracy is the point) takes the plain xp code. float16: GELU
+has kernels that load and store float16 and compute in float; LayerNorm and cross-entropy run the float32 kernels
+between casts (cuda_ops.py); the attention softmax and AdamW take float32 only.
 This module never imports cupy: `kernels_for(cupy)` builds the kernels from the module it is handed, once, and
 cupy compiles each one at its first launch.
 
@@ -55,6 +58,28 @@ GELU_BACKWARD = Elementwise(
     """,
     "tinygrad_ed_gelu_backward")
 
+# The same two for float16 arrays (the float16 run's compute dtype): each element is loaded as float16, the math is
+# the float32 kernel's, in float, and the result is rounded to float16 once as it is stored. cupy's float16 type
+# converts to float implicitly, and from float on assignment.
+GELU_FORWARD_HALF = Elementwise(
+    "float16 x", "float16 y",
+    """
+    float xf = x;
+    y = 0.5f * xf * (1.0f + erff(xf * 0.70710678118654752f));
+    """,
+    "tinygrad_ed_gelu_forward_half")
+
+GELU_BACKWARD_HALF = Elementwise(
+    "float16 x, float16 grad", "float16 grad_x",
+    """
+    float xf = x;
+    float cdf = 0.5f * (1.0f + erff(xf * 0.70710678118654752f));
+    float pdf = expf(-0.5f * xf * xf) * 0.39894228040143268f;
+    float g = grad;
+    grad_x = g * (cdf + xf * pdf);
+    """,
+    "tinygrad_ed_gelu_backward_half")
+
 # AdamW, optim/adamw.py's update_param in one pass (the host computes the step's constants):
 #   θ ← θ·(1 − γλ)                                  decay = 1 − γλ
 #   m ← β1·m + (1 − β1)·g
@@ -87,7 +112,33 @@ CROSS_ENTROPY_BACKWARD = Elementwise(
     """,
     "tinygrad_ed_cross_entropy_backward")
 
-ELEMENTWISE_KERNELS = (GELU_FORWARD, GELU_BACKWARD, ADAMW, CROSS_ENTROPY_BACKWARD)
+# The loss scaler's unscale_ (optim/grad_scaler.py) over one flat buffer of every gradient (tinygrad_ed/fast/
+# gradients.py), with its inf check folded in:
+#   g <- g * (1/S);  all_finite[0] <- 0 if g is inf or NaN
+# all_finite is a 1-element array set to 1 before the launch; every thread that sees a non-finite g writes the same 0.
+# inf and NaN are the floats whose 8 exponent bits are all set.
+UNSCALE_GRADIENTS = Elementwise(
+    "float32 inverse_scale", "float32 grad, raw int32 all_finite",
+    """
+    grad = grad * inverse_scale;
+    if ((__float_as_int(grad) & 0x7f800000) == 0x7f800000) all_finite[0] = 0;
+    """,
+    "tinygrad_ed_unscale_gradients")
+
+# clip_grad_norm_'s scaling (optim/clip.py, step 4) over one flat buffer of every gradient, from the norm the dot
+# product of the buffer with itself gave (a 1-element array, so nothing is read back):
+#   factor = min(1, max_norm / (norm + 1e-6));  g <- factor * g
+# written so that a NaN norm gives a NaN factor, as numpy's minimum does
+CLIP_GRADIENTS = Elementwise(
+    "raw float32 norm, float32 max_norm", "float32 grad",
+    """
+    float factor = max_norm / (norm[0] + 1e-6f);
+    grad = grad * (factor > 1.0f ? 1.0f : factor);
+    """,
+    "tinygrad_ed_clip_gradients")
+
+ELEMENTWISE_KERNELS = (GELU_FORWARD, GELU_BACKWARD, GELU_FORWARD_HALF, GELU_BACKWARD_HALF, ADAMW, CROSS_ENTROPY_BACKWARD,
+                       UNSCALE_GRADIENTS, CLIP_GRADIENTS)
 
 # ----------------------------------------------------------------------------------------------------------
 # row kernels: one cupy.RawModule, one block of BLOCK threads per row, launched as kernel((rows,), (BLOCK,), args)
@@ -253,6 +304,7 @@ class CudaKernels:
         self._elementwise = {spec.name: cupy.ElementwiseKernel(*spec) for spec in ELEMENTWISE_KERNELS}
         self._module = cupy.RawModule(code=ROW_KERNELS)
         self._functions = {}  # name -> the compiled row kernel
+        self._constants = {}  # (value, size) -> a vector of it, never written to (the kernels read them only)
 
     def _launch_rows(self, name, rows, *args):
         """One block of BLOCK threads per row; nothing to launch for zero rows (a grid of 0 blocks is an error)."""
@@ -262,15 +314,26 @@ class CudaKernels:
             self._functions[name] = self._module.get_function(name)
         self._functions[name]((rows,), (BLOCK,), args)
 
+    def _constant(self, value, size):
+        """A float32 vector of `size` entries equal to `value`, made once and kept: the LayerNorm kernels' weight and
+        bias where the model has none (nanoGPT's bias=False, the GPU preset's), not a new array at every call."""
+        key = (value, size)
+        if key not in self._constants:
+            self._constants[key] = self.xp.full(size, value, dtype=self.xp.float32)
+        return self._constants[key]
+
     def _contiguous(self, array):
         return self.xp.ascontiguousarray(array, dtype=self.xp.float32)
 
-    # ---- GELU ----
+    # ---- GELU: float32, or float16 stored and float computed ----
     def gelu_forward(self, x):
-        return self._elementwise[GELU_FORWARD.name](x)
+        half = x.dtype == np.float16
+        return self._elementwise[(GELU_FORWARD_HALF if half else GELU_FORWARD).name](x)
 
     def gelu_backward(self, x, grad):
-        return self._elementwise[GELU_BACKWARD.name](x, grad.astype(self.xp.float32, copy=False))
+        half = x.dtype == np.float16
+        return self._elementwise[(GELU_BACKWARD_HALF if half else GELU_BACKWARD).name](x, grad.astype(x.dtype,
+                                                                                                       copy=False))
 
     # ---- AdamW ----
     def adamw_step(self, w, grad, m, v, lr, weight_decay, beta1, beta2, eps, step):
@@ -278,14 +341,27 @@ class CudaKernels:
         self._elementwise[ADAMW.name](grad, lr, 1.0 - lr * weight_decay, beta1, beta2, 1.0 - beta1, 1.0 - beta2,
                                       1.0 - beta1 ** step, 1.0 - beta2 ** step, eps, w, m, v)
 
+    # ---- the gradients, as one flat buffer (tinygrad_ed/fast/gradients.py) ----
+    def unscale_gradients(self, flat, inverse_scale):
+        """flat *= inverse_scale in place; returns a 1-element int32 array, 1 when every entry is finite, else 0."""
+        all_finite = self.xp.ones(1, dtype=self.xp.int32)
+        self._elementwise[UNSCALE_GRADIENTS.name](np.float32(inverse_scale), flat, all_finite)
+        return all_finite
+
+    def clip_gradients(self, flat, max_norm):
+        """Scale flat in place so that its norm is at most max_norm; returns the norm before (a 0-d array)."""
+        norm = self.xp.sqrt(self.xp.dot(flat, flat))
+        self._elementwise[CLIP_GRADIENTS.name](norm.reshape(1), np.float32(max_norm), flat)
+        return norm
+
     # ---- LayerNorm ----
     def layer_norm_forward(self, x, weight, bias, eps):
         """(y, x_hat, rstd) for x (..., C); a missing weight is ones and a missing bias zeros (same result)."""
         xp, x = self.xp, self._contiguous(x)
         C = x.shape[-1]
         rows = x.size // C if C else 0
-        weight = xp.ones(C, dtype=xp.float32) if weight is None else self._contiguous(weight)
-        bias = xp.zeros(C, dtype=xp.float32) if bias is None else self._contiguous(bias)
+        weight = self._constant(1.0, C) if weight is None else self._contiguous(weight)
+        bias = self._constant(0.0, C) if bias is None else self._contiguous(bias)
         y, x_hat, rstd = xp.empty_like(x), xp.empty_like(x), xp.empty(rows, dtype=xp.float32)
         self._launch_rows("layer_norm_forward", rows, x, weight, bias, y, x_hat, rstd, np.int32(C), np.float32(eps))
         return y, x_hat, rstd
@@ -294,7 +370,7 @@ class CudaKernels:
         """grad_x for LayerNorm, from the forward pass's x_hat and rstd."""
         xp, grad = self.xp, self._contiguous(grad)
         C = grad.shape[-1]
-        weight = xp.ones(C, dtype=xp.float32) if weight is None else self._contiguous(weight)
+        weight = self._constant(1.0, C) if weight is None else self._contiguous(weight)
         grad_x = xp.empty_like(grad)
         self._launch_rows("layer_norm_backward", rstd.size, grad, self._contiguous(x_hat), weight, rstd, grad_x,
                           np.int32(C))

@@ -3,7 +3,7 @@
 On the GPU every `xp.` call inside an op is one kernel launch and one pass over memory; each class here runs its op's
 whole formula, forward or backward, as one kernel (tinygrad_ed/fast/cuda_kernels.py, where each kernel's math is
 written out above its source). A class's `accepts(xp, arrays, options)` says when it applies: cupy arrays, all
-float32. tinygrad_ed/fast/__init__.py asks it before every op through ALTERNATIVES.
+float32, or (GELU, LayerNorm, cross-entropy) all float16. tinygrad_ed/fast/__init__.py asks it before every op through ALTERNATIVES.
 """
 import numpy as np
 
@@ -18,12 +18,19 @@ def _cupy_float32(xp, arrays):
     return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == np.float32 for array in arrays)
 
 
+def _cupy_float16(xp, arrays):
+    """Whether every array is a float16 array of cupy (the float16 run's compute dtype)."""
+    return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == np.float16 for array in arrays)
+
+
 class GeluKernel(Gelu):
-    """x·Φ(x) forward, grad·(Φ(x) + x·φ(x)) backward, one kernel each (Φ recomputed from x in backward)."""
+    """x·Φ(x) forward, grad·(Φ(x) + x·φ(x)) backward, one kernel each (Φ recomputed from x in backward); float32, or
+    float16 loaded and stored with the math in float."""
 
     @staticmethod
     def accepts(xp, arrays, options):
-        return options.get("approximate", "none") == "none" and _cupy_float32(xp, arrays)
+        return options.get("approximate", "none") == "none" and (_cupy_float32(xp, arrays) or
+                                                                 _cupy_float16(xp, arrays))
 
     def forward(self, x, approximate="none"):
         self.x = x
@@ -34,28 +41,32 @@ class GeluKernel(Gelu):
 
 
 class LayerNormKernel(LayerNormFunction):
-    """One kernel, one block per row, for y (writing x̂ and rstd for backward), one for ∂loss/∂x."""
+    """One kernel, one block per row, for y (writing x̂ and rstd for backward), one for ∂loss/∂x. float16 arrays run
+    the same float32 kernels, cast on the way in and out (three launches instead of the plain code's ~12); x̂ and rstd
+    stay float32, as in the plain op."""
 
     @staticmethod
     def accepts(xp, arrays, options):
-        return _cupy_float32(xp, arrays)
+        return _cupy_float32(xp, arrays) or _cupy_float16(xp, arrays)
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         self.weight = weight
         out, self.normalized, self.rstd = kernels_for(self.xp).layer_norm_forward(x, weight, bias, eps)
-        return out
+        return out.astype(x.dtype, copy=False)
 
     def backward(self, grad):
         grad_x = kernels_for(self.xp).layer_norm_backward(grad, self.normalized, self.weight, self.rstd)
-        return (grad_x, *self.parameter_gradients(grad))[:len(self.inputs)]
+        return (grad_x.astype(grad.dtype, copy=False), *self.parameter_gradients(grad))[:len(self.inputs)]
 
 
 class CrossEntropyKernel(CrossEntropy):
-    """Softmax and -log p(target) in one kernel with one block per row; (softmax - one-hot)·grad/count in another."""
+    """Softmax and -log p(target) in one kernel with one block per row; (softmax - one-hot)·grad/count in another.
+    float16 logits run the same float32 kernels on a float32 copy: the softmax in float32, the mean loss rounded to
+    float16 and the logits' gradient cast to float16 (by the autograd engine) at the end."""
 
     @staticmethod
     def accepts(xp, arrays, options):  # the kernel computes the one-hot loss: label smoothing takes the plain op
-        return not options.get("label_smoothing") and _cupy_float32(xp, arrays)
+        return not options.get("label_smoothing") and (_cupy_float32(xp, arrays) or _cupy_float16(xp, arrays))
 
     def forward(self, logits, targets, ignore_index=None, label_smoothing=0.0):
         xp = self.xp
