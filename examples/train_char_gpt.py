@@ -11,8 +11,8 @@ booleans are --flag / --no-flag. With --resume the run continues with the settin
 only the flags you pass change them. At the end it prints the losses, a text plot of the loss curve, and a sample;
 with matplotlib it saves out_dir/loss.png and out_dir/health.png (part 5's checks against iteration), and with
 --tensorboard DIR it writes TensorBoard event files there (tensorboard --logdir DIR shows them).
-With --explain it runs only iteration 0 and prints it as the chapter's part 3, steps 1-5, with the real numbers
-(gpt/explain.py); nothing is saved.
+With --explain it runs only iteration 0 (with --resume: the checkpoint's next iteration) and prints it as the
+chapter's part 3, steps 1-5, with the real numbers (gpt/explain.py); nothing is saved.
 """
 import argparse
 import math
@@ -68,8 +68,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.sample_tokens < 0:
         parser.error(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
-    if args.explain and (args.resume or getattr(args, "init_from", None) == "resume"):
-        parser.error("--explain shows iteration 0 of a new model; it cannot be combined with --resume")
     if args.resume and getattr(args, "init_from", "resume") != "resume":
         parser.error(f"--resume and --init-from {args.init_from} contradict each other: give one of them")
     overrides = {item.name: getattr(args, item.name) for item in fields(TrainConfig) if hasattr(args, item.name)}

@@ -1,6 +1,7 @@
 """One real training iteration, printed as the chapter's part 3 (steps 1-5) with the model's own numbers.
 
     python examples/train_char_gpt.py --explain [--lang zh] [--explain-param NAME[i,j]] [any TrainConfig flag]
+    python examples/train_char_gpt.py --explain --resume --out-dir DIR    # DIR/ckpt.npz's next iteration
 
 explain_iteration() runs iteration 0 of train() in gpt/training.py: the same initialise(config) (model, AdamW,
 batches, DistributedDataParallel, on one rank), the same learning rate and the same train_step, which it watches through a
@@ -17,20 +18,23 @@ group, is measured on the step's own arrays). What it prints is train(config)'s 
     then the learning rate (warmup) and the update / parameter ratio per group (part 5's health check).
 
 NOTE: unlike train(), there is no evaluation and no checkpoint; neither changes the update (tests/test_explain.py
-checks the weights after it bit for bit against train()'s).
+checks the weights after it bit for bit against train()'s). With --resume the iteration is a checkpoint's next one
+(its weights, AdamW's m and v, its batch stream), the update a resumed train() makes.
 """
 import difflib
 import json
 import math
+import os
 import re
 import unicodedata
 
 import numpy as np
 
+from gpt.checkpoint import CHECKPOINT_NAME
 from gpt.data import CharDataset
 from gpt.progress import update_ratio
 from gpt.step import StepObserver, train_step
-from gpt.training import initialise, scheduled_lr
+from gpt.training import _resume, initialise, scheduled_lr
 from tinygrad_ed.distributed import ProcessGroup
 from optim import clip_factor, global_grad_norm
 from tinygrad_ed.device import to_device
@@ -45,7 +49,7 @@ HEALTHY_NORM = (0.1, 10.0)                                  # FAQ Q4: a gradient
 LABELS = {
     "en": {
         "header": "One training iteration, as the chapter's part 3 (第三部分：GPT训练的完整流程) walks through it: "
-                  "iteration 0 of train(), with the real model, data and optimizer",
+                  "iteration {it} of train(), with the real model, data and optimizer",
         "config": "config: {config}",
         "model": "model: {n_params} parameters, a vocabulary of {vocab} characters; seed {seed}: the same weights "
                  "and batches as train() with this seed",
@@ -105,12 +109,14 @@ LABELS = {
         "clip_off": "grad_clip = 0: clipping is off; the norm is only measured",
         "clipped": "w's gradient after clipping: {grad}",
         "update_title": "Step 5: parameter update (步骤5：参数更新)  optimizer.step(), AdamW",
-        "hyper": "t = {t} (the first update: m and v start at 0), lr = {lr} (the schedule's, see below), "
+        "history_first": "the first update: m and v start at 0",
+        "history_resumed": "m and v carry the {earlier} updates before this one, from the checkpoint",
+        "hyper": "t = {t} ({history}), lr = {lr} (the schedule's, see below), "
                  "β1 = {b1}, β2 = {b2}, ε = {eps}, weight_decay = {wd} ({group} group)",
         "read": "every value below is read from the optimizer's own step (optimizer.watch / last_update):",
         "g": "g  = {g}   (the gradient after clipping)",
-        "m": "m  = β1·m + (1−β1)·g  = {b1} × 0 + {c1} × g  = {m}",
-        "v": "v  = β2·v + (1−β2)·g² = {b2} × 0 + {c2} × g² = {v}",
+        "m": "m  = β1·m + (1−β1)·g  = {b1} × {m_before} + {c1} × g  = {m}",
+        "v": "v  = β2·v + (1−β2)·g² = {b2} × {v_before} + {c2} × g² = {v}",
         "m_hat": "m̂ = m / (1 − β1^t) = m / {d1} = {m_hat}",
         "v_hat": "v̂ = v / (1 − β2^t) = v / {d2} = {v_hat}",
         "wd_term": "weight decay term = lr × weight_decay × w  = {term}",
@@ -119,8 +125,10 @@ LABELS = {
         "first_step": "at t = 1, m̂ = g and v̂ = g², so the Adam term is lr × g / (|g| + ε) ≈ ±lr: every weight "
                       "moves by about lr whatever its gradient's size (here {multiple} × lr)",
         "lr_title": "Learning rate (总结图 2.1：调整学习率)  lr = get_lr(iter_num)",
-        "lr_warmup": "iteration 0 is in the warmup (warmup_iters = {warmup}): lr = learning_rate × (it + 1) / "
-                     "(warmup_iters + 1) = {peak} × 1/{w1} = {lr}",
+        "lr_warmup": "iteration {it} is in the warmup (warmup_iters = {warmup}): lr = learning_rate × (it + 1) / "
+                     "(warmup_iters + 1) = {peak} × {it1}/{w1} = {lr}",
+        "lr_decay": "iteration {it} is past the warmup (warmup_iters = {warmup}): lr follows the cosine from {peak} "
+                    "down to min_lr = {min_lr} at iteration {decay_iters}: lr = {lr}",
         "lr_warmup_why": "why: the first gradients come from a random model and AdamW's m, v have seen one of them, "
                          "yet each weight moves by ≈ lr; so lr starts small, rises linearly to {peak} at iteration "
                          "{warmup}, then follows a cosine down to min_lr = {min_lr} at iteration {decay_iters}",
@@ -145,11 +153,11 @@ LABELS = {
         "ratio_log": "train()'s log line shows update/param = {ratio}: there ‖Δp‖/‖p‖ is taken per tensor and "
                      "averaged over the {n} tensors that are not all zeros, so it differs from the group ratios above",
         "group_decay": "decay", "group_no_decay": "no-decay",
-        "done": "That was iteration 0 of train(config), ended by zero_grad() (总结图 2.5：清空梯度); next come the log "
-                "line and iteration 1 with the next batch. Explain mode saves no checkpoint.",
+        "done": "That was iteration {it} of train(config), ended by zero_grad() (总结图 2.5：清空梯度); next come the log "
+                "line and iteration {next} with the next batch. Explain mode saves no checkpoint.",
     },
     "zh": {
-        "header": "一次训练迭代，按本章第三部分（GPT训练的完整流程）的步骤展开：train() 的第0次迭代，"
+        "header": "一次训练迭代，按本章第三部分（GPT训练的完整流程）的步骤展开：train() 的第{it}次迭代，"
                   "用真实的模型、数据和优化器",
         "config": "配置：{config}",
         "model": "模型：{n_params} 个参数，词表 {vocab} 个字符；随机种子 {seed}：与用同一种子的 train() "
@@ -206,12 +214,14 @@ LABELS = {
         "clip_off": "grad_clip = 0：不裁剪，只测量范数",
         "clipped": "裁剪后 w 的梯度：{grad}",
         "update_title": "步骤5：参数更新（Optimizer Step）  optimizer.step()，AdamW",
-        "hyper": "t = {t}（第1步：m 和 v 从 0 开始），lr = {lr}（学习率调度给出，见下文），β1 = {b1}，"
+        "history_first": "第1步：m 和 v 从 0 开始",
+        "history_resumed": "m 和 v 带着 checkpoint 中此前 {earlier} 次更新的记忆",
+        "hyper": "t = {t}（{history}），lr = {lr}（学习率调度给出，见下文），β1 = {b1}，"
                  "β2 = {b2}，ε = {eps}，weight_decay = {wd}（{group}）",
         "read": "下面每个值都取自优化器自己的这一步（optimizer.watch / last_update）：",
         "g": "g  = {g}   （裁剪后的梯度）",
-        "m": "m  = β1·m + (1−β1)·g  = {b1} × 0 + {c1} × g  = {m}",
-        "v": "v  = β2·v + (1−β2)·g² = {b2} × 0 + {c2} × g² = {v}",
+        "m": "m  = β1·m + (1−β1)·g  = {b1} × {m_before} + {c1} × g  = {m}",
+        "v": "v  = β2·v + (1−β2)·g² = {b2} × {v_before} + {c2} × g² = {v}",
         "m_hat": "m̂ = m / (1 − β1^t) = m / {d1} = {m_hat}   （偏差修正）",
         "v_hat": "v̂ = v / (1 − β2^t) = v / {d2} = {v_hat}",
         "wd_term": "权重衰减项 = lr × weight_decay × w = {term}",
@@ -220,8 +230,10 @@ LABELS = {
         "first_step": "t = 1 时 m̂ = g、v̂ = g²，所以 Adam 项 = lr × g / (|g| + ε) ≈ ±lr：不管梯度多大，"
                       "每个参数都移动约 lr（这里是 {multiple} × lr）",
         "lr_title": "学习率（总结图 2.1：调整学习率）  lr = get_lr(iter_num)",
-        "lr_warmup": "第0次迭代处在预热阶段（warmup_iters = {warmup}）：lr = learning_rate × (it + 1) / "
-                     "(warmup_iters + 1) = {peak} × 1/{w1} = {lr}",
+        "lr_warmup": "第{it}次迭代处在预热阶段（warmup_iters = {warmup}）：lr = learning_rate × (it + 1) / "
+                     "(warmup_iters + 1) = {peak} × {it1}/{w1} = {lr}",
+        "lr_decay": "第{it}次迭代已过预热阶段（warmup_iters = {warmup}）：lr 沿余弦从 {peak} 降到第 {decay_iters} 次迭代的 "
+                    "min_lr = {min_lr}，lr = {lr}",
         "lr_warmup_why": "原因：最初的梯度来自随机模型，AdamW 的 m、v 也只见过一个梯度，而每个参数都会移动约 lr；"
                          "所以 lr 从很小开始，线性升到第 {warmup} 次迭代的 {peak}，再按余弦降到第 {decay_iters} "
                          "次迭代的 min_lr = {min_lr}",
@@ -243,8 +255,8 @@ LABELS = {
         "ratio_log": "train() 的日志行显示 update/param = {ratio}：那里 ‖Δp‖/‖p‖ 按张量计算，再对 {n} 个非零张量求平均，"
                      "所以与上面按组计算的比例不同",
         "group_decay": "权重衰减组", "group_no_decay": "不衰减组",
-        "done": "以上就是 train(config) 的第0次迭代，最后一步是 zero_grad()（总结图 2.5：清空梯度）；接下来是日志行，"
-                "然后用下一批数据进行第1次迭代。explain 模式不保存 checkpoint。",
+        "done": "以上就是 train(config) 的第{it}次迭代，最后一步是 zero_grad()（总结图 2.5：清空梯度）；接下来是日志行，"
+                "然后用下一批数据进行第{next}次迭代。explain 模式不保存 checkpoint。",
     },
 }
 
@@ -293,7 +305,10 @@ def _other_blocks(n_layer):
 def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None, out=print):
     """Run iteration 0 of train(config) and print it as the chapter's steps; returns the values printed.
 
-    config      a TrainConfig (float32, init_from='scratch'); its seed fixes weights and batches as in train()
+    config      a TrainConfig (float32); its seed fixes weights and batches as in train(). With init_from='resume'
+                the iteration is the checkpoint's next one (out_dir/ckpt.npz: its weights, AdamW's m and v, its
+                batches), as a resumed train() would run it: a model trained by nanoGPT, converted by
+                examples/convert_checkpoint.py, is walked through the same way
     param_spec  the weight to follow, 'NAME[i,j]' (see parse_param_spec)
     lang        'en' or 'zh'
     dataset     a CharDataset; tiny Shakespeare by default
@@ -304,8 +319,6 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
     if config.dtype != "float32":
         raise ValueError("explain runs in float32: float16's loss scaling would add steps that the chapter's "
                          "part 3 does not have; use --dtype float32")
-    if config.init_from != "scratch":
-        raise ValueError("explain shows iteration 0 of a new model (init_from='scratch'), not a resumed run")
     config = config.resolved()  # as train() runs it
     writer = _Writer(lang, out)
 
@@ -314,18 +327,22 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
     tokenizer = dataset.tokenizer
     # on one rank: DistributedDataParallel computes the same function at every world size, and one process can
     # print every number of the step (with several, each would hold its slice's share until the gradients meet)
-    raw_model, model, optimizer, _, batches = initialise(config, dataset, ProcessGroup())
+    raw_model, model, optimizer, scaler, batches = initialise(config, dataset, ProcessGroup())
+    iter_num = 0
+    if config.init_from == "resume":  # the checkpoint's next iteration, as train(config) would run it
+        iter_num, _ = _resume(os.path.join(config.out_dir, CHECKPOINT_NAME), raw_model, optimizer, scaler, batches,
+                              dataset)
     name, param, index = parse_param_spec(param_spec, raw_model)
     watch_key = optimizer.watch(param, index)
     group = next(g for g in optimizer.param_groups if any(param is p for p in g["params"]))  # w's group
     weight = dict(name=name, index=", ".join(map(str, index)),
                   group=writer.text("group_decay" if group is optimizer.param_groups[0] else "group_no_decay"))
     X, Y = batches.next()
-    _print_header(writer, config, raw_model, tokenizer)
+    _print_header(writer, config, raw_model, tokenizer, iter_num)
     _print_batch(writer, tokenizer, X, Y)
 
     # ---- 2. iteration 0: train()'s step, watched; the forward of micro-step 0 is the chapter's step 1
-    lr = scheduled_lr(config, 0)
+    lr = scheduled_lr(config, iter_num)
     watcher = _Watcher(writer, raw_model, tokenizer, param, index)
     step = train_step(model, optimizer, (X, Y), batches.next, lr, config.gradient_accumulation_steps,
                       config.grad_clip, measure_norm=True, observer=watcher)
@@ -342,11 +359,11 @@ def explain_iteration(config, param_spec=DEFAULT_PARAM, lang="en", dataset=None,
     writer.say("clipped", grad=_e(watcher.clipped_grad))
     writer.line()
     _print_update(writer, group, weight, update)
-    _print_lr(writer, config, lr)
+    _print_lr(writer, config, lr, iter_num)
     params = raw_model.parameters()
     group_ratios, log_ratio = _print_health(writer, config, optimizer, params, watcher.weights_before, grad_norm, lr)
-    writer.say("done", 0)
-    return dict(param=name, index=index, lr=lr, micro_losses=micro_losses, loss=mean_loss, running_grads=running,
+    writer.say("done", 0, it=iter_num, next=iter_num + 1)
+    return dict(iter_num=iter_num, param=name, index=index, lr=lr, micro_losses=micro_losses, loss=mean_loss, running_grads=running,
                 grad=grad, grad_norm=grad_norm, clip_factor=factor, grad_clipped=watcher.clipped_grad, update=update,
                 old=update["old"], new=update["new"], group_ratios=group_ratios, update_ratio=log_ratio,
                 model=raw_model, optimizer=optimizer, **watcher.forward)
@@ -393,8 +410,8 @@ class _Writer:
 
 # ---- the sections, in the order they print; each returns what explain_iteration reports ----
 
-def _print_header(writer, config, model, tokenizer):
-    writer.say("header", 0)
+def _print_header(writer, config, model, tokenizer, iter_num):
+    writer.say("header", 0, it=iter_num)
     keys = ("device", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
             "dropout", "bias", "learning_rate", "decay_lr", "warmup_iters", "lr_decay_iters", "min_lr",
             "weight_decay", "beta1", "beta2", "grad_clip", "seed")
@@ -514,12 +531,15 @@ def _print_update(writer, group, weight, update):
     writer.say("update_title", 0)
     beta1, beta2 = group["betas"]
     t = update["step"]
-    writer.say("hyper", t=t, lr=_lr(update["lr"]), b1=beta1, b2=beta2, eps=group["eps"], wd=update["weight_decay"],
-               group=weight["group"])
+    history = writer.text("history_first") if t == 1 else writer.text("history_resumed", earlier=t - 1)
+    writer.say("hyper", t=t, history=history, lr=_lr(update["lr"]), b1=beta1, b2=beta2, eps=group["eps"],
+               wd=update["weight_decay"], group=weight["group"])
     writer.say("read")
     writer.say("g", 2, g=_e(update["grad"]))
-    writer.say("m", 2, b1=beta1, c1=f"{1 - beta1:g}", m=_e(update["m"]))
-    writer.say("v", 2, b2=beta2, c2=f"{1 - beta2:g}", v=_e(update["v"]))
+    # m and v before this update: 0 at the first one (m_0 = v_0 = 0), a resumed run's saved values after
+    m_before, v_before = ("0", "0") if t == 1 else (_e(update["m_before"]), _e(update["v_before"]))
+    writer.say("m", 2, b1=beta1, c1=f"{1 - beta1:g}", m_before=m_before, m=_e(update["m"]))
+    writer.say("v", 2, b2=beta2, c2=f"{1 - beta2:g}", v_before=v_before, v=_e(update["v"]))
     writer.say("m_hat", 2, d1=f"{1 - beta1 ** t:g}", m_hat=_e(update["m_hat"]))
     writer.say("v_hat", 2, d2=f"{1 - beta2 ** t:g}", v_hat=_e(update["v_hat"]))
     writer.say("wd_term", 2, term=_e(update["weight_decay_term"]))
@@ -531,17 +551,21 @@ def _print_update(writer, group, weight, update):
     writer.line()
 
 
-def _print_lr(writer, config, lr):
+def _print_lr(writer, config, lr, iter_num):
     writer.say("lr_title", 0)
     if not config.decay_lr:
         writer.say("lr_constant", lr=_lr(lr))
-    elif config.warmup_iters > 0:
-        writer.say("lr_warmup", warmup=config.warmup_iters, peak=f"{config.learning_rate:g}",
-                   w1=config.warmup_iters + 1, lr=_lr(lr))
-        writer.say("lr_warmup_why", peak=f"{config.learning_rate:g}", warmup=config.warmup_iters,
-                   min_lr=f"{config.min_lr:g}", decay_iters=config.decay_iters)
-    else:
+    elif iter_num < config.warmup_iters:
+        writer.say("lr_warmup", it=iter_num, warmup=config.warmup_iters, peak=f"{config.learning_rate:g}",
+                   it1=iter_num + 1, w1=config.warmup_iters + 1, lr=_lr(lr))
+        if iter_num == 0:   # the why speaks of the first gradients
+            writer.say("lr_warmup_why", peak=f"{config.learning_rate:g}", warmup=config.warmup_iters,
+                       min_lr=f"{config.min_lr:g}", decay_iters=config.decay_iters)
+    elif iter_num == 0:
         writer.say("lr_no_warmup", lr=_lr(lr))
+    else:
+        writer.say("lr_decay", it=iter_num, warmup=config.warmup_iters, peak=f"{config.learning_rate:g}",
+                   min_lr=f"{config.min_lr:g}", decay_iters=config.decay_iters, lr=_lr(lr))
     writer.line()
 
 

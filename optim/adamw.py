@@ -48,7 +48,7 @@ class AdamW(Optimizer):
         beta1, beta2 = (float(beta) for beta in group["betas"])
         m, v, t = self.advance_state(param, state)
         record = self._recorder(param)  # a no-op unless watch() asked for an entry of this parameter
-        record(step=t, lr=lr, weight_decay=wd, old=w, grad=g)
+        record(step=t, lr=lr, weight_decay=wd, old=w, grad=g, m_before=m, v_before=v)
 
         # θ ← θ − γλθ: shrink the weights toward zero, before and apart from the gradient step
         if wd != 0.0:
@@ -92,13 +92,14 @@ class AdamW(Optimizer):
         return state["m"], state["v"], state["step"]
 
     def last_update(self, key):
-        """The last update of a watched entry: grad, m, v, m_hat, v_hat, the two terms, old and new weight.
+        """The last update of a watched entry: grad, m and v before and after, m_hat, v_hat, the two terms, old and
+        new weight.
 
         weight_decay_term = lr·wd·old and adam_term = lr·m̂/(√v̂ + ε), so new = old − weight_decay_term − adam_term
         (up to rounding in the parameter's dtype).
         """
         update = super().last_update(key)
         update["weight_decay_term"] = update["lr"] * update["weight_decay"] * update["old"]
-        order = ("step", "lr", "weight_decay", "grad", "m", "v", "m_hat", "v_hat",
+        order = ("step", "lr", "weight_decay", "grad", "m_before", "v_before", "m", "v", "m_hat", "v_hat",
                  "old", "weight_decay_term", "adam_term", "new")  # the order the chapter explains them in
         return {name: update[name] for name in order}

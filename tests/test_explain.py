@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gpt.checkpoint import CheckpointError
 from gpt.data import CharDataset
 from gpt.explain import DEFAULT_PARAM, LABELS, explain_iteration, parse_param_spec
 from gpt.model import GPT
@@ -81,6 +82,32 @@ def test_explain_is_iteration_0_of_train(tmp_path, shakespeare, dropout, workers
     assert f"{explained['loss']:.4f}" in text and f"{explained['grad_norm']:.4f}" in text
     assert f"= {explained['new']:+.8f}" in text and f"{explained['old']:+.8f}" in text
     assert f"lr = {explained['lr']:.3e}" in text
+
+
+@pytest.mark.parametrize("stop_at, lang", [(3, "en"), (6, "zh")])   # 3: in the warmup (4 iterations); 6: past it
+def test_explain_of_a_checkpoint_is_the_resumed_runs_next_iteration(tmp_path, shakespeare, stop_at, lang):
+    """--explain --resume walks through a checkpoint's next update (a converted nanoGPT model's too): the weights
+    after it equal those of train() resumed for one iteration, and the text shows AdamW's m and v carried over."""
+    config = tiny(tmp_path, warmup_iters=4, lr_decay_iters=20, eval_interval=stop_at, eval_iters=1,
+                  always_save_checkpoint=True, dropout=0.1)
+    train(replace(config, max_iters=stop_at), shakespeare, log=lambda line: None)
+    resumed = replace(config, init_from="resume", max_iters=stop_at + 1)
+    explained, text = explain(resumed, shakespeare, "transformer.h.0.attn.c_attn.weight[3,5]", lang)
+    trained = train(replace(resumed, eval_interval=1000), shakespeare, log=lambda line: None)
+
+    assert explained["iter_num"] == stop_at and explained["update"]["step"] == stop_at + 1
+    expected, actual = trained.model.state_dict(), explained["model"].state_dict()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+    update = explained["update"]
+    assert update["m_before"] != 0 and update["v_before"] > 0   # the checkpoint's moments, not m_0 = v_0 = 0
+    assert f"× {update['m_before']:+.4e} +" in text and f"× {update['v_before']:+.4e} +" in text
+    if lang == "en":
+        assert f"iteration {stop_at} of train()" in text and f"m and v carry the {stop_at} updates" in text
+        assert f"iteration {stop_at} is in the warmup" in text and f"× {stop_at + 1}/5 =" in text
+    else:
+        assert f"train() 的第{stop_at}次迭代" in text and f"此前 {stop_at} 次更新" in text
+        assert f"第{stop_at}次迭代已过预热阶段" in text
 
 
 def test_the_printed_numbers_are_the_returned_ones_and_add_up(tmp_path, shakespeare):
@@ -181,7 +208,7 @@ def test_bad_names_and_indices_are_refused_clearly(spec, message):
 def test_settings_explain_cannot_show_are_refused(tmp_path, shakespeare):
     with pytest.raises(ValueError, match="lang must be one of"):
         explain(tiny(tmp_path), shakespeare, lang="fr")
-    with pytest.raises(ValueError, match="not a resumed run"):
+    with pytest.raises(CheckpointError, match="ckpt.npz"):   # nothing to resume from
         explain(tiny(tmp_path, init_from="resume"), shakespeare)
 
 
@@ -225,5 +252,5 @@ def test_the_command_line_prints_every_step_and_saves_nothing(tmp_path):
 def test_the_command_line_names_the_shape_of_a_bad_index(tmp_path):
     result = run_cli(*CLI_TINY, "--explain-param", "transformer.wte.weight[65,0]", cwd=tmp_path)
     assert result.returncode == 2 and "shape (65, 16)" in result.stderr
-    result = run_cli(*CLI_TINY, "--resume", cwd=tmp_path)
-    assert result.returncode == 2 and "cannot be combined with --resume" in result.stderr
+    result = run_cli(*CLI_TINY, "--resume", cwd=tmp_path)     # no checkpoint in the out dir: said, nothing made
+    assert result.returncode != 0 and "ckpt.npz" in result.stderr and "Traceback" not in result.stderr
