@@ -24,7 +24,6 @@ Run:  python examples/linear_w.py                      the chapter's numbers, th
                                                        (needs matplotlib: pip install -e '.[plot]')
 """
 import argparse
-import importlib.util
 import itertools
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's packages, installed or not
 
-from gpt.plot import save_png, text_plot  # noqa: E402
+from gpt.plot import PLOT_HINT, plot_available, save_png, text_plot  # noqa: E402
 from tinygrad_ed import Tensor  # noqa: E402
 from tinygrad_ed.graph import output_format, render, trace  # noqa: E402
 
@@ -164,8 +163,8 @@ def main(argv=None):
     if args.plot is not None:
         if not args.plot.lower().endswith(".png"):
             parser.error(f"--plot {args.plot}: the picture is a PNG, give a path ending in .png")
-        if importlib.util.find_spec("matplotlib") is None:
-            parser.error("--plot needs matplotlib, which is not installed: pip install -e '.[plot]'")
+        if not plot_available():
+            parser.error(f"--plot needs matplotlib, which is not installed: {PLOT_HINT}")
 
     print("第二部分：数学原理 — model y_pred = w·x, data x = 1..5, y = 2x, target w = 2")
     print(f"\nRun 1: the chapter's setting: w = {INITIAL_W}, lr = {CHAPTER_LR}, one sample per iteration")

@@ -4,11 +4,12 @@ text_plot        series against the iteration, drawn with characters, for any te
 save_png         the same plot as a PNG, only where matplotlib is installed (it is never required)
 save_health_png  part 5's health checks of a run (gpt/progress.py's RunHealth) as one figure, health.png
 plot_available   whether matplotlib is there to draw PNGs
-write_whole      write a file through a temporary one renamed over it (a picture is never seen half drawn)
 """
 import importlib.util
 import math
 import os
+
+from gpt.checkpoint import write_atomically
 
 PLOT_HINT = "pip install -e '.[plot]'"
 # part 5, 监控训练健康度 2: a healthy step moves each weight by about 0.1% to 1% of its size
@@ -143,23 +144,8 @@ def save_health_png(health, path):
         axes.grid(True, alpha=0.3)
     figure.tight_layout()
 
-    write_whole(path, lambda temporary: figure.savefig(temporary, format="png"))
+    write_atomically(path, lambda file: figure.savefig(file, format="png"))
     return True
-
-
-def write_whole(path, write):
-    """Call write(temporary) for a temporary file beside `path`, then rename it over `path` in one step: a reader
-    never sees half a file, and a run stopped mid-write leaves the previous one (and no temporary file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def _finite(values):

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from gpt.config import assumed_peak_flops
-from gpt.plot import write_whole
+from gpt.checkpoint import write_atomically
 from gpt.step import StepObserver
 from optim import global_grad_norm
 from tinygrad_ed.device import to_device
@@ -79,11 +79,8 @@ class RunHealth:
 
     def save(self, path):
         """Write the record as JSON (inf and nan as JSON's Infinity and NaN, which Python reads back), whole: a
-        temporary file renamed over the old one."""
-        def write(temporary):
-            with open(temporary, "w") as file:
-                json.dump(asdict(self), file)
-        write_whole(path, write)
+        temporary file renamed over the old one (gpt/checkpoint.py's write_atomically, as for checkpoints)."""
+        write_atomically(path, lambda file: file.write(json.dumps(asdict(self)).encode("utf-8")))
 
     @classmethod
     def load(cls, path):
