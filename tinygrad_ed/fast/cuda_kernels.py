@@ -348,11 +348,9 @@ class CudaKernels:
         self._elementwise[UNSCALE_GRADIENTS.name](np.float32(inverse_scale), flat, all_finite)
         return all_finite
 
-    def clip_gradients(self, flat, max_norm):
-        """Scale flat in place so that its norm is at most max_norm; returns the norm before (a 0-d array)."""
-        norm = self.xp.sqrt(self.xp.dot(flat, flat))
+    def clip_gradients(self, flat, norm, max_norm):
+        """Scale flat in place so that its norm, `norm` (a 0-d array, read on the device), is at most max_norm."""
         self._elementwise[CLIP_GRADIENTS.name](norm.reshape(1), np.float32(max_norm), flat)
-        return norm
 
     # ---- LayerNorm ----
     def layer_norm_forward(self, x, weight, bias, eps):

@@ -79,12 +79,17 @@ def clip(parameters, max_norm):
     bucket = bucket_for(parameters)
     if bucket is None:
         return None
-    return kernels_for(bucket.xp).clip_gradients(bucket.flat, max_norm)
+    before = _norm(bucket)
+    kernels_for(bucket.xp).clip_gradients(bucket.flat, before, max_norm)
+    return before
 
 
 def norm(parameters):
     """The global norm of the gradients as one dot product (a 0-d device array), or None."""
     bucket = bucket_for(parameters)
-    if bucket is None:
-        return None
+    return None if bucket is None else _norm(bucket)
+
+
+def _norm(bucket):
+    """‖g‖ = sqrt(flat · flat): every gradient of the bucket in one dot product."""
     return bucket.xp.sqrt(bucket.xp.dot(bucket.flat, bucket.flat))
