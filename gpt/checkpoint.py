@@ -252,7 +252,8 @@ def write_atomically(path, write):
     """Make the file at `path` by calling write(file) on a binary file object, atomically: the bytes go to a
     temporary file beside `path`, reach the disk, and only then take its name (os.replace). An error or an
     interrupt part way leaves whatever was at `path` before, whole, and no temporary file. The other formats of
-    gpt/exchange.py (safetensors, nanoGPT's ckpt.pt and meta.pkl) are written through this too."""
+    gpt/exchange.py (safetensors, nanoGPT's ckpt.pt and meta.pkl) and a run's health.png and health.json are
+    written through this too."""
     with _interrupts_deferred():
         _write(path, write)
 

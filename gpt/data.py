@@ -151,8 +151,13 @@ class Batches:
     def __init__(self, dataset, batch_size, block_size, seed, device="cpu", split="train"):
         self.dataset, self.batch_size, self.block_size, self.device, self.split = \
             dataset, batch_size, block_size, device, split
-        self.generator = np.random.default_rng(seed)
+        self.generator = self.seeded(seed)
         self.state = self.generator.bit_generator.state
+
+    @staticmethod
+    def seeded(seed):
+        """The generator a stream with this seed starts from (what a fresh run's checkpoint would hold)."""
+        return np.random.default_rng(seed)
 
     def next(self):
         """The next (X, Y), each (B, T)."""

@@ -48,7 +48,7 @@ import numpy as np
 from gpt.checkpoint import FORMAT, VERSION, Checkpoint, CheckpointError, load_checkpoint, restore, write_atomically, \
     write_checkpoint
 from gpt.config import MACHINE_SETTINGS, TrainConfig
-from gpt.data import CharTokenizer
+from gpt.data import Batches, CharTokenizer
 from gpt.model import GPT, GPTConfig
 from gpt.step import configure_optimizers
 
@@ -520,13 +520,13 @@ def _imported(path, config, model_state, tokenizer, iter_num, best_val_loss, tra
     reader may replace with the file's own."""
     train_config = train_config if train_config is not None else asdict(TrainConfig(
         **{name: getattr(config, name) for name in ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias")}))
-    model = GPT(config)
     seed = int(train_config.get("seed", TrainConfig.seed))
+    model = GPT(config, seed=seed)   # its dropout generator is the one a fresh run with this seed starts with
     return Checkpoint(path=path, iter_num=iter_num, best_val_loss=best_val_loss, model_state=model_state,
                       optimizer_state=_fresh_optimizer(model, train_config).state_dict(), scaler_state={},
                       train_config=train_config, model_config=config, tokenizer=tokenizer,
-                      generators={"batch": np.random.default_rng(seed).bit_generator.state,
-                                  "dropout": np.random.default_rng(seed + 1).bit_generator.state})
+                      generators={"batch": Batches.seeded(seed).bit_generator.state,
+                                  "dropout": model.dropout_generator.bit_generator.state})
 
 
 def _fresh_optimizer(model, train_config):
