@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygrad_ed.device import to_device
 from tinygrad_ed.tensor import _FREED, Tensor
 
 # what a path's extension asks render for: None is the DOT text itself, else the format Graphviz's `dot -T` writes
@@ -270,7 +271,7 @@ class Graph:
         rows = [f"{node.op}, {_shape_and_dtype(node.tensor)}" if node.name else _shape_and_dtype(node.tensor)]
         rows += _summary("value", node.tensor.numpy())
         if node.tensor.grad is not None:
-            rows += _summary("grad", _host(node.tensor.grad))
+            rows += _summary("grad", to_device(node.tensor.grad, "cpu"))
         return _table(header, rows, COLOURS[kind], dashed=node.constant)
 
     def _group_label(self, name, members, root):
@@ -292,7 +293,7 @@ class Graph:
             tensor = output[0].tensor
             rows += ["output " + _shape_and_dtype(tensor)] + _summary("value", tensor.numpy())
             if tensor.grad is not None:
-                rows += _summary("grad", _host(tensor.grad))
+                rows += _summary("grad", to_device(tensor.grad, "cpu"))
         return _table(_html(name), rows, COLOURS["module"])
 
 
@@ -316,10 +317,6 @@ def _html(text):
 def _quoted(text):
     """A DOT double-quoted string: backslashes and quotes escaped, line breaks as \\n."""
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _host(array):
-    return np.asarray(array.get() if hasattr(array, "get") else array)   # a cupy gradient copied to the host
 
 
 def _shape_and_dtype(tensor):
