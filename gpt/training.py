@@ -182,7 +182,7 @@ def _train(config, dataset, log, progress, saver, group):
                                      f"it, add --eval-only")
             log(f"resumed from {saver.path} at iteration {iter_num} (best val loss {best_val_loss:.4f})")
         # the pictures and the TensorBoard events are rank 0's, as the log is; eval_only leaves the training's be
-        draws_health = group.master_process and config.health_png and not config.eval_only and plot_available()
+        draws_health = group.master_process and _wants_health(config) and plot_available()
         logger = RunLogger(config, raw_model, log, progress, start=iter_num,
                            health_png=os.path.join(config.out_dir, HEALTH_PNG) if draws_health else None,
                            tensorboard=config.tensorboard if group.master_process else None,
@@ -289,9 +289,14 @@ def _earlier_health(config, iter_num, log):
         return None
 
 
+def _wants_health(config):
+    """Whether the run draws health.png (where matplotlib is): asked for, and a run that trains."""
+    return config.health_png and not config.eval_only
+
+
 def _plot_note(config):
     """A note when health.png would be drawn but matplotlib is missing (the run itself needs nothing of it)."""
-    if config.health_png and not config.eval_only and not plot_available():
+    if _wants_health(config) and not plot_available():
         return [f"matplotlib is not installed, so {HEALTH_PNG} is not drawn ({PLOT_HINT})"]
     return []
 
