@@ -15,12 +15,16 @@ from tinygrad_ed.ops.layers import Attention, CrossEntropy, LayerNormFunction
 
 def _cupy_float32(xp, arrays):
     """Whether every array is a float32 array of cupy (integer ids, e.g. targets, are not inputs here)."""
-    return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == np.float32 for array in arrays)
+    return _cupy_all(xp, arrays, np.float32)
 
 
-def _cupy_float16(xp, arrays):
-    """Whether every array is a float16 array of cupy (the float16 run's compute dtype)."""
-    return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == np.float16 for array in arrays)
+def _cupy_float32_or_16(xp, arrays):
+    """Whether the arrays are cupy's and all float32, or all float16 (the float16 run's compute dtype)."""
+    return _cupy_all(xp, arrays, np.float32) or _cupy_all(xp, arrays, np.float16)
+
+
+def _cupy_all(xp, arrays, dtype):
+    return getattr(xp, "__name__", None) == "cupy" and all(np.dtype(array.dtype) == dtype for array in arrays)
 
 
 class GeluKernel(Gelu):
@@ -29,8 +33,7 @@ class GeluKernel(Gelu):
 
     @staticmethod
     def accepts(xp, arrays, options):
-        return options.get("approximate", "none") == "none" and (_cupy_float32(xp, arrays) or
-                                                                 _cupy_float16(xp, arrays))
+        return options.get("approximate", "none") == "none" and _cupy_float32_or_16(xp, arrays)
 
     def forward(self, x, approximate="none"):
         self.x = x
@@ -47,7 +50,7 @@ class LayerNormKernel(LayerNormFunction):
 
     @staticmethod
     def accepts(xp, arrays, options):
-        return _cupy_float32(xp, arrays) or _cupy_float16(xp, arrays)
+        return _cupy_float32_or_16(xp, arrays)
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         self.weight = weight
@@ -66,7 +69,7 @@ class CrossEntropyKernel(CrossEntropy):
 
     @staticmethod
     def accepts(xp, arrays, options):  # the kernel computes the one-hot loss: label smoothing takes the plain op
-        return not options.get("label_smoothing") and (_cupy_float32(xp, arrays) or _cupy_float16(xp, arrays))
+        return not options.get("label_smoothing") and _cupy_float32_or_16(xp, arrays)
 
     def forward(self, logits, targets, ignore_index=None, label_smoothing=0.0):
         xp = self.xp
