@@ -119,7 +119,7 @@ class RunLogger:
         self.config, self.log = config, log
         self.flops_per_iter = raw_model.flops_per_token() * config.tokens_per_iter()
         self.bar = ProgressBar(config.max_iters, start=start) if progress else None
-        self.evals, self.logs, self.last_loss = [], [], None
+        self.evals, self.last_loss = [], None
         self.health = RunHealth(evals=self.evals, grad_clip=config.grad_clip)
         self.health_png, self._drawn_at = health_png, time.time()
         self.earlier_health = earlier_health if earlier_health is not None else RunHealth()
@@ -189,7 +189,6 @@ class RunLogger:
                      f"{tokens_per_s:.0f} tok/s, grad norm {health[1]:.3f}, "
                      f"update/param {ratio:.1e}, mfu {mfu * 100:.1f}% of {peak / 1e9:,.0f} GFLOP/s"
                      + ("" if step.stepped else " (float16 overflow: step skipped, loss scale lowered)"))
-            self.logs.append((iter_num, self.last_loss))
             self._record(iter_num, self.last_loss, lr, health[1], clipped_norm, ratio, seconds_per_iter * 1000)
             if self.events is not None:
                 self.events.scalars(iter_num, {
@@ -201,6 +200,11 @@ class RunLogger:
         if self.bar is not None:
             self.bar.update(iter_num + 1, self.last_loss)
         return health
+
+    @property
+    def logs(self):
+        """(iter_num, loss) of every log line: the health record's first two series."""
+        return list(zip(self.health.iters, self.health.losses))
 
     @property
     def ms_per_iter(self):
